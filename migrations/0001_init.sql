@@ -1,0 +1,166 @@
+-- keyledger 0001: the event log, the projections read by the functions, pending OAuth
+-- states and the request log. Applied once; never edit it after it has been applied
+-- anywhere (the migrate function refuses a changed checksum) — add a new file instead.
+
+-- The append-only log (DESIGN §4.1). Positions come from a sequence, so a rolled-back
+-- append leaves a gap; readers that follow the log must tolerate gaps.
+CREATE TABLE events (
+    position    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    stream_id   text        NOT NULL CHECK (length(stream_id) BETWEEN 1 AND 200),
+    version     integer     NOT NULL CHECK (version > 0),
+    type        text        NOT NULL CHECK (length(type) BETWEEN 1 AND 100),
+    data        jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    metadata    jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (stream_id, version)
+);
+CREATE INDEX events_type_position ON events (type, position);
+
+CREATE FUNCTION events_are_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are append-only: % is not allowed', TG_OP
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+-- Triggers bind every role, the owner and superusers included; grants (migration 0002)
+-- additionally leave the function roles with INSERT and SELECT only.
+CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
+    FOR EACH ROW EXECUTE FUNCTION events_are_immutable();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_are_immutable();
+
+-- API keys (DESIGN §6.8). Only the SHA-256 of a key is kept.
+CREATE TABLE api_keys (
+    id          uuid        PRIMARY KEY,
+    name        text        NOT NULL,
+    key_hash    bytea       NOT NULL UNIQUE CHECK (length(key_hash) = 32),
+    scopes      text[]      NOT NULL,
+    created_at  timestamptz NOT NULL,
+    revoked_at  timestamptz,
+    version     integer     NOT NULL
+);
+
+-- OAuth clients (DESIGN §6.1). client_secret holds a ciphertext bound to client-<id>.
+CREATE TABLE clients (
+    id                      uuid        PRIMARY KEY,
+    name                    text        NOT NULL,
+    authorize_url           text        NOT NULL,
+    token_url               text        NOT NULL,
+    revoke_url              text,
+    client_id               text        NOT NULL,
+    client_secret           text        NOT NULL,
+    redirect_uri            text        NOT NULL,
+    scopes                  text[]      NOT NULL DEFAULT '{}',
+    auth_method             text        NOT NULL CHECK (auth_method IN ('client_secret_post', 'client_secret_basic')),
+    pkce                    boolean     NOT NULL DEFAULT false,
+    extra_authorize_params  jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    metadata                jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    created_at              timestamptz NOT NULL,
+    updated_at              timestamptz NOT NULL,
+    version                 integer     NOT NULL
+);
+CREATE INDEX clients_name ON clients (name);
+
+-- Connections (DESIGN §6.4). Tokens are ciphertexts bound to connection-<connection_id>.
+CREATE TABLE connections (
+    connection_id           text        PRIMARY KEY CHECK (connection_id ~ '^[A-Za-z0-9._:-]{1,128}$'),
+    client_id               uuid        NOT NULL,
+    status                  text        NOT NULL CHECK (status IN ('active', 'refresh_failing', 'reauthorization_required', 'revoked')),
+    access_token            text,
+    refresh_token           text,
+    token_type              text        NOT NULL DEFAULT 'Bearer',
+    expires_at              timestamptz,
+    scopes                  text[]      NOT NULL DEFAULT '{}',
+    provider_data           jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    last_refreshed_at       timestamptz,
+    refresh_token_used_at   timestamptz,
+    consecutive_failures    integer     NOT NULL DEFAULT 0,
+    next_attempt_at         timestamptz,
+    last_error              text,
+    created_at              timestamptz NOT NULL,
+    updated_at              timestamptz NOT NULL,
+    version                 integer     NOT NULL
+);
+CREATE INDEX connections_client ON connections (client_id, connection_id);
+CREATE INDEX connections_status ON connections (status, connection_id);
+-- The scheduled refresh scans by expiry among refreshable connections.
+CREATE INDEX connections_due ON connections (expires_at)
+    WHERE status IN ('active', 'refresh_failing') AND expires_at IS NOT NULL;
+
+-- Pending authorizations (not events: short-lived, deleted when used or expired).
+-- The state itself is never stored, only its SHA-256.
+CREATE TABLE oauth_states (
+    state_hash      bytea       PRIMARY KEY CHECK (length(state_hash) = 32),
+    client_id       uuid        NOT NULL,
+    connection_id   text        NOT NULL,
+    code_verifier   text,
+    return_to       text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL
+);
+CREATE INDEX oauth_states_expiry ON oauth_states (expires_at);
+
+-- Licenses (DESIGN §6.6). key_hash = HMAC-SHA-256(pepper, key) for lookup; license_key is
+-- a ciphertext bound to license-<id> so an operator can reveal it.
+CREATE TABLE licenses (
+    id                  uuid        PRIMARY KEY,
+    key_hash            bytea       NOT NULL UNIQUE CHECK (length(key_hash) = 32),
+    license_key         text        NOT NULL,
+    email               text        NOT NULL,
+    status              text        NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
+    max_installations   integer     NOT NULL CHECK (max_installations > 0),
+    max_inactive_days   integer     CHECK (max_inactive_days > 0),
+    expires_at          timestamptz,
+    metadata            jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    created_at          timestamptz NOT NULL,
+    updated_at          timestamptz NOT NULL,
+    version             integer     NOT NULL
+);
+CREATE INDEX licenses_email ON licenses (lower(email), id);
+CREATE INDEX licenses_status ON licenses (status, id);
+
+-- Active installations. last_seen_at is an observation updated in place (not an event),
+-- so replay ignores it.
+CREATE TABLE installations (
+    license_id      uuid        NOT NULL REFERENCES licenses (id),
+    installation_id text        NOT NULL,
+    name            text,
+    activated_at    timestamptz NOT NULL,
+    last_seen_at    timestamptz NOT NULL,
+    PRIMARY KEY (license_id, installation_id)
+);
+
+-- Request log (DESIGN §6.7): its own append-only table, partitioned by month so that
+-- retention drops whole partitions. Partitions are created by the daily upkeep; the
+-- default partition catches anything outside them so an insert never fails for a date.
+CREATE TABLE request_log (
+    id                      uuid        NOT NULL,
+    occurred_at             timestamptz NOT NULL,
+    received_at             timestamptz NOT NULL DEFAULT now(),
+    service                 text        NOT NULL,
+    endpoint                text        NOT NULL,
+    method                  text        NOT NULL,
+    status_code             integer     NOT NULL,
+    duration_ms             integer,
+    user_identifier         text,
+    request_id              text,
+    request_body            text,
+    response_body           text,
+    request_body_truncated  boolean     NOT NULL DEFAULT false,
+    response_body_truncated boolean     NOT NULL DEFAULT false,
+    PRIMARY KEY (occurred_at, id)
+) PARTITION BY RANGE (occurred_at);
+CREATE TABLE request_log_default PARTITION OF request_log DEFAULT;
+CREATE INDEX request_log_newest ON request_log (occurred_at DESC, id DESC);
+CREATE INDEX request_log_service ON request_log (service, occurred_at DESC, id DESC);
+CREATE INDEX request_log_id ON request_log (id);
+
+-- (service, request_id) deduplicates repeated deliveries across partitions.
+CREATE TABLE request_log_keys (
+    service     text        NOT NULL,
+    request_id  text        NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    PRIMARY KEY (service, request_id)
+);
+CREATE INDEX request_log_keys_age ON request_log_keys (occurred_at);

@@ -1,0 +1,217 @@
+//! API-key authentication and scopes (DESIGN §5, §6.8).
+//!
+//! Owns turning an `Authorization: Bearer` header into a [`Principal`] and the 401/403
+//! rules. Keys are compared by SHA-256 only; a key never reaches a log line or the database.
+
+use std::fmt;
+
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::{StatusCode, header, request::Parts},
+};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::{
+    context::Context,
+    crypto::{constant_time_eq, sha256},
+    events::Metadata,
+    http::{ApiError, RequestId},
+};
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum Scope {
+    /// Everything.
+    #[serde(rename = "admin")]
+    Admin,
+    /// `GET /v1/tokens/{id}`.
+    #[serde(rename = "tokens:read")]
+    TokensRead,
+    /// `POST /v1/tokens/{id}/refresh`.
+    #[serde(rename = "tokens:refresh")]
+    TokensRefresh,
+    /// Connection status and history.
+    #[serde(rename = "connections:read")]
+    ConnectionsRead,
+    /// Start authorizations, revoke connections.
+    #[serde(rename = "connections:write")]
+    ConnectionsWrite,
+    /// Read licenses.
+    #[serde(rename = "licenses:read")]
+    LicensesRead,
+    /// Issue and change licenses.
+    #[serde(rename = "licenses:write")]
+    LicensesWrite,
+    /// Browse the request log.
+    #[serde(rename = "requests:read")]
+    RequestsRead,
+    /// Write to the request log.
+    #[serde(rename = "requests:write")]
+    RequestsWrite,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 9] = [
+        Scope::Admin,
+        Scope::TokensRead,
+        Scope::TokensRefresh,
+        Scope::ConnectionsRead,
+        Scope::ConnectionsWrite,
+        Scope::LicensesRead,
+        Scope::LicensesWrite,
+        Scope::RequestsRead,
+        Scope::RequestsWrite,
+    ];
+
+    /// The scope's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::TokensRead => "tokens:read",
+            Scope::TokensRefresh => "tokens:refresh",
+            Scope::ConnectionsRead => "connections:read",
+            Scope::ConnectionsWrite => "connections:write",
+            Scope::LicensesRead => "licenses:read",
+            Scope::LicensesWrite => "licenses:write",
+            Scope::RequestsRead => "requests:read",
+            Scope::RequestsWrite => "requests:write",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// `apikey:<uuid>` or `admin:bootstrap`.
+    pub actor: String,
+    /// The key's scopes.
+    pub scopes: Vec<Scope>,
+    /// The request id, for event metadata.
+    pub request_id: String,
+}
+
+impl Principal {
+    /// True when the key holds `scope` (or `admin`).
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.iter().any(|s| *s == scope || *s == Scope::Admin)
+    }
+
+    /// 403 `insufficient_scope` unless the key holds `scope` (or `admin`).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the '{scope}' scope")))
+        }
+    }
+
+    /// Event metadata naming this caller.
+    pub fn metadata(&self, function: &str) -> Metadata {
+        Metadata { request_id: Some(self.request_id.clone()), actor: self.actor.clone(), function: function.to_owned() }
+    }
+}
+
+/// The `kl_` prefix every API key carries.
+pub const KEY_PREFIX: &str = "kl_";
+
+/// Extracts the bearer key from an `Authorization` header value.
+pub fn bearer(value: Option<&str>) -> Option<&str> {
+    let value = value?.trim();
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+}
+
+const LOOKUP: &str = "SELECT id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL";
+
+/// Authenticates `authorization`: the bootstrap admin key, or a stored, unrevoked key.
+pub async fn authenticate(ctx: &Context, authorization: Option<&str>, request_id: String) -> Result<Principal, ApiError> {
+    let key = bearer(authorization).ok_or_else(|| unauthorized("an 'Authorization: Bearer <api key>' header is required"))?;
+    if key.len() > 256 {
+        return Err(unauthorized("unknown API key"));
+    }
+    let hash = sha256(key.as_bytes());
+    if let Some(admin) = ctx.admin_key_hash().await? {
+        if constant_time_eq(&hash, admin.as_slice()) {
+            return Ok(Principal { actor: "admin:bootstrap".into(), scopes: vec![Scope::Admin], request_id });
+        }
+    }
+    let hash_param = hash.as_slice();
+    let row = ctx
+        .db()
+        .query(LOOKUP, &[(&hash_param, Type::BYTEA)])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| unauthorized("unknown API key"))?;
+    let id: Uuid = row.get(0);
+    let scopes: Vec<String> = row.get(1);
+    Ok(Principal { actor: format!("apikey:{id}"), scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(), request_id })
+}
+
+impl<S> FromRequestParts<S> for Principal
+where
+    S: Send + Sync,
+    Context: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ctx = Context::from_ref(state);
+        let RequestId(request_id) = RequestId::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        authenticate(&ctx, header, request_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(Some("Bearer kl_abc")), Some("kl_abc"));
+        assert_eq!(bearer(Some("bearer   kl_abc ")), Some("kl_abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+
+    #[test]
+    fn admin_allows_everything_and_others_only_their_scopes() {
+        let p = |scopes: Vec<Scope>| Principal { actor: "t".into(), scopes, request_id: "r".into() };
+        let admin = p(vec![Scope::Admin]);
+        assert!(Scope::ALL.iter().all(|s| admin.allows(*s)));
+        let reader = p(vec![Scope::TokensRead]);
+        assert!(reader.require(Scope::TokensRead).is_ok());
+        let err = reader.require(Scope::TokensRefresh).unwrap_err();
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert!(reader.require(Scope::Admin).is_err());
+    }
+
+    #[test]
+    fn scope_names_round_trip() {
+        for s in Scope::ALL {
+            assert_eq!(Scope::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
+        }
+        assert_eq!(Scope::parse("tokens:write"), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! The state one execution environment builds once and every request shares: configuration,
+//! the database pool, the secrets client and the cached secrets.
+//!
+//! Building a [`Context`] does no network I/O; secrets and connections are fetched lazily
+//! by the first request that needs them and then cached (DESIGN §3).
+
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    config::{Config, ConfigError},
+    crypto::{KeyRing, sha256},
+    db::Db,
+    events::Metadata,
+    http::ApiError,
+    secrets::{CachedSecret, SecretsClient, parse_plain},
+};
+
+/// Shared per-environment state; cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    function: &'static str,
+    db: Db,
+    secrets: SecretsClient,
+    keyring: Option<CachedSecret<KeyRing>>,
+    admin_key_hash: Option<CachedSecret<[u8; 32]>>,
+    pepper: Option<CachedSecret<SecretString>>,
+}
+
+impl Context {
+    /// Reads the configuration from the environment and builds the context for `function`.
+    pub fn from_env(function: &'static str) -> Result<Self, ConfigError> {
+        Ok(Self::new(Config::from_env()?, function))
+    }
+
+    /// The context for `function` with `config`.
+    pub fn new(config: Config, function: &'static str) -> Self {
+        let secrets = SecretsClient::new();
+        let ttl = config.secrets_ttl;
+        let keyring = config.encryption_keys.clone().map(|source| {
+            CachedSecret::new("ENCRYPTION_KEYS", source, secrets.clone(), ttl, |raw| {
+                KeyRing::parse(raw).map_err(|e| e.to_string())
+            })
+        });
+        let admin_key_hash = config.admin_api_key.clone().map(|source| {
+            CachedSecret::new("ADMIN_API_KEY", source, secrets.clone(), ttl, |raw| {
+                let key = parse_plain(raw)?;
+                Ok(sha256(key.expose_secret().as_bytes()))
+            })
+        });
+        let pepper = config.license_key_pepper.clone().map(|source| {
+            CachedSecret::new("LICENSE_KEY_PEPPER", source, secrets.clone(), ttl, parse_plain)
+        });
+        let db = Db::new(&config, &secrets, function);
+        Self { inner: Arc::new(Inner { config, function, db, secrets, keyring, admin_key_hash, pepper }) }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The function name (`admin`, `token-fetch`, …).
+    pub fn function(&self) -> &'static str {
+        self.inner.function
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The secrets client, for secrets a function reads on its own.
+    pub fn secrets(&self) -> &SecretsClient {
+        &self.inner.secrets
+    }
+
+    /// The encryption key ring; a 500 (logged) when it is not configured or unreadable.
+    pub async fn keyring(&self) -> Result<Arc<KeyRing>, ApiError> {
+        let cache = self.inner.keyring.as_ref().ok_or_else(|| ApiError::internal("ENCRYPTION_KEYS is not configured"))?;
+        cache.get().await.map_err(ApiError::internal)
+    }
+
+    /// SHA-256 of the bootstrap admin key, when one is configured.
+    pub async fn admin_key_hash(&self) -> Result<Option<Arc<[u8; 32]>>, ApiError> {
+        match &self.inner.admin_key_hash {
+            None => Ok(None),
+            Some(cache) => cache.get().await.map(Some).map_err(ApiError::internal),
+        }
+    }
+
+    /// The license-key pepper; a 500 (logged) when it is not configured.
+    pub async fn license_key_pepper(&self) -> Result<Arc<SecretString>, ApiError> {
+        let cache = self.inner.pepper.as_ref().ok_or_else(|| ApiError::internal("LICENSE_KEY_PEPPER is not configured"))?;
+        cache.get().await.map_err(ApiError::internal)
+    }
+
+    /// Event metadata for work this function does on its own.
+    pub fn system_metadata(&self) -> Metadata {
+        Metadata::system(self.inner.function)
+    }
+}

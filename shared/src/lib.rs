@@ -1,0 +1,19 @@
+//! keyledger's shared library: everything the Lambda functions have in common and every
+//! domain rule. Function crates own only their trigger (routing, parsing, rendering).
+
+pub mod api_keys;
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod crypto;
+pub mod db;
+pub mod events;
+pub mod health;
+pub mod http;
+pub mod migrations;
+pub mod projections;
+pub mod secrets;
+pub mod telemetry;
+pub mod tls;
+
+pub use context::Context;

@@ -1,0 +1,159 @@
+//! `keyledger`: the operator's command-line tool and the local all-in-one server.
+//!
+//! Thin by design: every command calls one function of `shared` and prints its result.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use shared::{
+    Context, api_keys, auth::Scope, config::Config, crypto::KeyRing, events::Metadata, migrations, projections,
+    telemetry,
+};
+
+#[derive(Parser)]
+#[command(name = "keyledger", version, about = "keyledger operator tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Rebuild every projection from the event log into scratch tables and compare.
+    Replay {
+        /// Report differences (exit status 1 when there are any); nothing is changed.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// API keys.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+    /// Encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Serve every HTTP function's routes on one local address (LISTEN_ADDR), like API Gateway.
+    Serve,
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Applied, pending and changed migrations.
+    Status,
+    /// Apply pending migrations.
+    Up,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyAction {
+    /// Create a key and print it (shown this once).
+    Create {
+        /// A name for the key.
+        #[arg(long)]
+        name: String,
+        /// A scope (repeatable): admin, tokens:read, tokens:refresh, connections:read,
+        /// connections:write, licenses:read, licenses:write, requests:read, requests:write.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Print a new key ring with one random key, for ENCRYPTION_KEYS.
+    Generate {
+        /// The key id.
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn context() -> anyhow::Result<Context> {
+    let config = Config::from_env()?;
+    telemetry::init(config.log_format);
+    Ok(Context::new(config, "keyledger-cli"))
+}
+
+fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Keys { action: KeysAction::Generate { id } } => {
+            use secrecy::ExposeSecret;
+            println!("{}", KeyRing::generate_json(&id).expose_secret());
+        }
+        Command::Migrate { action } => {
+            let ctx = context()?;
+            let mut client = ctx.db().get().await.context("connecting to the database")?;
+            match action {
+                MigrateAction::Status => {
+                    let status = migrations::status(&client).await?;
+                    print(&status)?;
+                    if !status.drifted.is_empty() {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                MigrateAction::Up => print(&migrations::up(&mut client).await?)?,
+            }
+        }
+        Command::Replay { verify } => {
+            if !verify {
+                bail!("only `replay --verify` exists: it rebuilds into scratch tables and compares");
+            }
+            let ctx = context()?;
+            let mut client = ctx.db().get().await.context("connecting to the database")?;
+            let report = projections::replay(&mut client).await?;
+            print(&report)?;
+            if !report.is_clean() {
+                eprintln!("projections differ from the event log");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::ApiKey { action: ApiKeyAction::Create { name, scopes } } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| Scope::parse(s).with_context(|| format!("unknown scope '{s}'")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let ctx = context()?;
+            let created = api_keys::create(&ctx, api_keys::NewApiKey { name, scopes }, &Metadata::system("keyledger-cli"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(&created)?;
+        }
+        Command::Serve => {
+            let ctx = context()?;
+            let app = axum::Router::new()
+                .route("/health", axum::routing::get(shared::health::health).with_state(ctx.clone()))
+                .merge(admin::routes(ctx.clone()));
+            let app = shared::http::finish(app, ctx.config());
+            let listener = tokio::net::TcpListener::bind(ctx.config().listen_addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "keyledger local server listening");
+            axum::serve(listener, app).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
