@@ -139,9 +139,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|s| Scope::parse(s).with_context(|| format!("unknown scope '{s}'")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let ctx = context()?;
-            let created = api_keys::create(&ctx, api_keys::NewApiKey { name, scopes }, &Metadata::system("keyledger-cli"))
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let created =
+                api_keys::create(&ctx, api_keys::NewApiKey { name, scopes }, &Metadata::system("keyledger-cli"))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             print(&created)?;
         }
         Command::Serve => {
@@ -152,7 +153,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = shared::http::finish(app, ctx.config());
             let listener = tokio::net::TcpListener::bind(ctx.config().listen_addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyledger local server listening");
-            axum::serve(listener, app).with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
         }
     }
     Ok(ExitCode::SUCCESS)

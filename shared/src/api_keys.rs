@@ -116,10 +116,7 @@ pub async fn list(ctx: &Context, limit: Option<i64>, cursor: Option<&str>) -> Re
     let limit = page_limit(limit)?;
     let after: Option<Uuid> = cursor.map(decode_cursor).transpose()?;
     let fetch = limit + 1;
-    let rows = ctx
-        .db()
-        .query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)])
-        .await?;
+    let rows = ctx.db().query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
     let mut items: Vec<ApiKey> = rows
         .iter()
         .map(|r| ApiKey {
@@ -149,8 +146,14 @@ pub async fn revoke(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), 
         return Err(not_found());
     }
     let version: i32 = row.get(0);
-    projections::record(&tx, &stream(id), ExpectedVersion::Exact(version), &[ApiKeyEvent::ApiKeyRevoked { id }], metadata)
-        .await?;
+    projections::record(
+        &tx,
+        &stream(id),
+        ExpectedVersion::Exact(version),
+        &[ApiKeyEvent::ApiKeyRevoked { id }],
+        metadata,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -115,7 +115,11 @@ impl Principal {
         if self.allows(scope) {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", format!("this API key lacks the '{scope}' scope")))
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("this API key lacks the '{scope}' scope"),
+            ))
         }
     }
 
@@ -142,16 +146,21 @@ fn unauthorized(detail: &str) -> ApiError {
 const LOOKUP: &str = "SELECT id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL";
 
 /// Authenticates `authorization`: the bootstrap admin key, or a stored, unrevoked key.
-pub async fn authenticate(ctx: &Context, authorization: Option<&str>, request_id: String) -> Result<Principal, ApiError> {
-    let key = bearer(authorization).ok_or_else(|| unauthorized("an 'Authorization: Bearer <api key>' header is required"))?;
+pub async fn authenticate(
+    ctx: &Context,
+    authorization: Option<&str>,
+    request_id: String,
+) -> Result<Principal, ApiError> {
+    let key =
+        bearer(authorization).ok_or_else(|| unauthorized("an 'Authorization: Bearer <api key>' header is required"))?;
     if key.len() > 256 {
         return Err(unauthorized("unknown API key"));
     }
     let hash = sha256(key.as_bytes());
-    if let Some(admin) = ctx.admin_key_hash().await? {
-        if constant_time_eq(&hash, admin.as_slice()) {
-            return Ok(Principal { actor: "admin:bootstrap".into(), scopes: vec![Scope::Admin], request_id });
-        }
+    if let Some(admin) = ctx.admin_key_hash().await?
+        && constant_time_eq(&hash, admin.as_slice())
+    {
+        return Ok(Principal { actor: "admin:bootstrap".into(), scopes: vec![Scope::Admin], request_id });
     }
     let hash_param = hash.as_slice();
     let row = ctx
@@ -163,7 +172,11 @@ pub async fn authenticate(ctx: &Context, authorization: Option<&str>, request_id
         .ok_or_else(|| unauthorized("unknown API key"))?;
     let id: Uuid = row.get(0);
     let scopes: Vec<String> = row.get(1);
-    Ok(Principal { actor: format!("apikey:{id}"), scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(), request_id })
+    Ok(Principal {
+        actor: format!("apikey:{id}"),
+        scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        request_id,
+    })
 }
 
 impl<S> FromRequestParts<S> for Principal

@@ -118,19 +118,13 @@ impl Config {
         let database = match (get("DATABASE_URL"), get("DB_SECRET_ID")) {
             (Some(url), None) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err(ConfigError::new(
-                        "DATABASE_URL",
-                        "must start with postgres:// or postgresql://",
-                    ));
+                    return Err(ConfigError::new("DATABASE_URL", "must start with postgres:// or postgresql://"));
                 }
                 DatabaseSource::Url(SecretString::from(url))
             }
             (None, Some(id)) => DatabaseSource::SecretId(id),
             (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "DATABASE_URL/DB_SECRET_ID",
-                    "set one of them, not both",
-                ));
+                return Err(ConfigError::new("DATABASE_URL/DB_SECRET_ID", "set one of them, not both"));
             }
             (None, None) => {
                 return Err(ConfigError::new("DATABASE_URL/DB_SECRET_ID", "one of them is required"));
@@ -151,13 +145,10 @@ impl Config {
             }
         };
         let db_ca_bundle = get("DB_CA_BUNDLE").map(PathBuf::from);
-        if let Some(path) = &db_ca_bundle {
-            if !path.is_file() {
-                return Err(ConfigError::new(
-                    "DB_CA_BUNDLE",
-                    format!("no file at {}", path.display()),
-                ));
-            }
+        if let Some(path) = &db_ca_bundle
+            && !path.is_file()
+        {
+            return Err(ConfigError::new("DB_CA_BUNDLE", format!("no file at {}", path.display())));
         }
 
         let log_format = match get("LOG_FORMAT").as_deref() {
@@ -166,10 +157,7 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                return Err(ConfigError::new(
-                    "LOG_FORMAT",
-                    format!("'{other}' is not one of json, pretty"),
-                ));
+                return Err(ConfigError::new("LOG_FORMAT", format!("'{other}' is not one of json, pretty")));
             }
         };
 
@@ -181,11 +169,7 @@ impl Config {
             db_ca_bundle,
             db_pool_max: positive(&get, "DB_POOL_MAX", 2)?,
             db_connect_timeout: Duration::from_millis(positive(&get, "DB_CONNECT_TIMEOUT_MS", 5000)?),
-            db_statement_timeout: Duration::from_millis(positive(
-                &get,
-                "DB_STATEMENT_TIMEOUT_MS",
-                10_000,
-            )?),
+            db_statement_timeout: Duration::from_millis(positive(&get, "DB_STATEMENT_TIMEOUT_MS", 10_000)?),
             encryption_keys: secret(&get, "ENCRYPTION_KEYS")?,
             admin_api_key: secret(&get, "ADMIN_API_KEY")?,
             license_key_pepper: secret(&get, "LICENSE_KEY_PEPPER")?,
@@ -194,8 +178,7 @@ impl Config {
             token_expiry_buffer: Duration::from_secs(parse(&get, "TOKEN_EXPIRY_BUFFER_SECONDS", 300)?),
             refresh_window: Duration::from_secs(positive(&get, "REFRESH_WINDOW_SECONDS", 900)?),
             refresh_concurrency: positive(&get, "REFRESH_CONCURRENCY", 16)?,
-            refresh_keepalive: (keepalive_hours > 0)
-                .then(|| Duration::from_secs(keepalive_hours * 3600)),
+            refresh_keepalive: (keepalive_hours > 0).then(|| Duration::from_secs(keepalive_hours * 3600)),
             request_body_limit: positive(&get, "REQUEST_BODY_LIMIT", 2000)?,
             request_log_retention_days: positive(&get, "REQUEST_LOG_RETENTION_DAYS", 90)?,
             log_own_requests: boolean(&get, "LOG_OWN_REQUESTS", false)?,
@@ -222,15 +205,10 @@ fn missing_secret(name: &str) -> ConfigError {
 }
 
 /// `NAME` holds the secret itself, `NAME_SECRET_ID` the Secrets Manager id that holds it.
-fn secret(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<SecretSource>, ConfigError> {
+fn secret(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<SecretSource>, ConfigError> {
     let id_name = format!("{name}_SECRET_ID");
     match (get(name), get(&id_name)) {
-        (Some(_), Some(_)) => {
-            Err(ConfigError::new(format!("{name}/{id_name}"), "set one of them, not both"))
-        }
+        (Some(_), Some(_)) => Err(ConfigError::new(format!("{name}/{id_name}"), "set one of them, not both")),
         (Some(value), None) => Ok(Some(SecretSource::Value(SecretString::from(value)))),
         (None, Some(id)) => Ok(Some(SecretSource::SecretsManager(id))),
         (None, None) => Ok(None),
@@ -244,10 +222,7 @@ fn parse<T: std::str::FromStr>(
 ) -> Result<T, ConfigError> {
     match get(name) {
         None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::new(name, format!("'{raw}' is not a valid value"))),
+        Some(raw) => raw.trim().parse().map_err(|_| ConfigError::new(name, format!("'{raw}' is not a valid value"))),
     }
 }
 
@@ -278,8 +253,7 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 

@@ -54,9 +54,10 @@ impl Context {
                 Ok(sha256(key.expose_secret().as_bytes()))
             })
         });
-        let pepper = config.license_key_pepper.clone().map(|source| {
-            CachedSecret::new("LICENSE_KEY_PEPPER", source, secrets.clone(), ttl, parse_plain)
-        });
+        let pepper = config
+            .license_key_pepper
+            .clone()
+            .map(|source| CachedSecret::new("LICENSE_KEY_PEPPER", source, secrets.clone(), ttl, parse_plain));
         let db = Db::new(&config, &secrets, function);
         Self { inner: Arc::new(Inner { config, function, db, secrets, keyring, admin_key_hash, pepper }) }
     }
@@ -83,7 +84,8 @@ impl Context {
 
     /// The encryption key ring; a 500 (logged) when it is not configured or unreadable.
     pub async fn keyring(&self) -> Result<Arc<KeyRing>, ApiError> {
-        let cache = self.inner.keyring.as_ref().ok_or_else(|| ApiError::internal("ENCRYPTION_KEYS is not configured"))?;
+        let cache =
+            self.inner.keyring.as_ref().ok_or_else(|| ApiError::internal("ENCRYPTION_KEYS is not configured"))?;
         cache.get().await.map_err(ApiError::internal)
     }
 
@@ -97,7 +99,8 @@ impl Context {
 
     /// The license-key pepper; a 500 (logged) when it is not configured.
     pub async fn license_key_pepper(&self) -> Result<Arc<SecretString>, ApiError> {
-        let cache = self.inner.pepper.as_ref().ok_or_else(|| ApiError::internal("LICENSE_KEY_PEPPER is not configured"))?;
+        let cache =
+            self.inner.pepper.as_ref().ok_or_else(|| ApiError::internal("LICENSE_KEY_PEPPER is not configured"))?;
         cache.get().await.map_err(ApiError::internal)
     }
 

@@ -87,16 +87,16 @@ impl fmt::Debug for KeyRing {
 impl KeyRing {
     /// Parses the JSON form; every key must be 32 bytes of standard base64.
     pub fn parse(json: &SecretString) -> Result<Self, CryptoError> {
-        let parsed: KeyRingJson = serde_json::from_str(json.expose_secret())
-            .map_err(|e| CryptoError::KeyRing(format!("not the expected JSON shape ({})", format!("{:?}", e.classify()))))?;
+        let parsed: KeyRingJson = serde_json::from_str(json.expose_secret()).map_err(|e| {
+            CryptoError::KeyRing(format!("not the expected JSON shape ({:?})", e.classify()))
+        })?;
         let mut keys = BTreeMap::new();
         for (id, b64) in &parsed.keys {
             if id.is_empty() || id.contains(':') {
                 return Err(CryptoError::KeyRing(format!("key id '{id}' must be non-empty without ':'")));
             }
-            let bytes = STANDARD
-                .decode(b64.trim())
-                .map_err(|_| CryptoError::KeyRing(format!("key '{id}' is not base64")))?;
+            let bytes =
+                STANDARD.decode(b64.trim()).map_err(|_| CryptoError::KeyRing(format!("key '{id}' is not base64")))?;
             if bytes.len() != 32 {
                 return Err(CryptoError::KeyRing(format!("key '{id}' must be 32 bytes, not {}", bytes.len())));
             }
@@ -105,10 +105,7 @@ impl KeyRing {
             keys.insert(id.clone(), LessSafeKey::new(key));
         }
         if !keys.contains_key(&parsed.current) {
-            return Err(CryptoError::KeyRing(format!(
-                "current key '{}' is not in keys",
-                parsed.current
-            )));
+            return Err(CryptoError::KeyRing(format!("current key '{}' is not in keys", parsed.current)));
         }
         Ok(Self { current: parsed.current, keys })
     }
@@ -116,10 +113,7 @@ impl KeyRing {
     /// A fresh ring with one random key, as JSON (for `keyledger keys generate` and tests).
     pub fn generate_json(key_id: &str) -> SecretString {
         let key = random_bytes::<32>();
-        SecretString::from(format!(
-            r#"{{"current":"{key_id}","keys":{{"{key_id}":"{}"}}}}"#,
-            STANDARD.encode(key)
-        ))
+        SecretString::from(format!(r#"{{"current":"{key_id}","keys":{{"{key_id}":"{}"}}}}"#, STANDARD.encode(key)))
     }
 
     /// The id new ciphertexts are written with.
@@ -132,12 +126,8 @@ impl KeyRing {
         let key = &self.keys[&self.current];
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut buf = plaintext.as_bytes().to_vec();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce_bytes),
-            Aad::from(owner.aad()),
-            &mut buf,
-        )
-        .expect("AES-GCM sealing cannot fail for in-memory buffers below 64 GiB");
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(owner.aad()), &mut buf)
+            .expect("AES-GCM sealing cannot fail for in-memory buffers below 64 GiB");
         let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(&buf);
@@ -147,8 +137,7 @@ impl KeyRing {
     /// Decrypts a value written by [`encrypt`](Self::encrypt) for the same `owner`.
     pub fn decrypt(&self, owner: Owner<'_>, stored: &str) -> Result<SecretString, CryptoError> {
         let mut parts = stored.splitn(3, ':');
-        let (Some(FORMAT), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(FORMAT), Some(key_id), Some(body)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(CryptoError::Malformed);
         };
         let key = self.keys.get(key_id).ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
@@ -296,10 +285,7 @@ mod tests {
 
     #[test]
     fn hashes_are_stable() {
-        assert_eq!(
-            hex::encode(sha256(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex::encode(sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(hmac_sha256(b"k", b"v"), hmac_sha256(b"k", b"v"));
         assert_ne!(hmac_sha256(b"k", b"v"), hmac_sha256(b"k2", b"v"));
         assert!(constant_time_eq(b"abc", b"abc"));

@@ -61,9 +61,7 @@ impl DbError {
 }
 
 fn is_broken(e: &tokio_postgres::Error) -> bool {
-    e.is_closed()
-        || (e.code().is_none()
-            && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()))
+    e.is_closed() || (e.code().is_none() && std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()))
 }
 
 fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
@@ -105,7 +103,8 @@ fn default_dbname() -> String {
 
 fn parse_rds_secret(raw: &SecretString) -> Result<RdsSecret, String> {
     // serde_json's message never quotes string values, so no password leaks into it.
-    serde_json::from_str(raw.expose_secret()).map_err(|e| format!("expected {{username,password,host,port,dbname}}: {e}"))
+    serde_json::from_str(raw.expose_secret())
+        .map_err(|e| format!("expected {{username,password,host,port,dbname}}: {e}"))
 }
 
 enum Credentials {
@@ -246,10 +245,10 @@ impl Db {
 
     async fn rebuild(&self, stale: &Pool) -> Result<Pool, DbError> {
         let mut slot = self.inner.pool.write().await;
-        if let Some(current) = slot.as_ref() {
-            if !same_pool(current, stale) {
-                return Ok(current.clone());
-            }
+        if let Some(current) = slot.as_ref()
+            && !same_pool(current, stale)
+        {
+            return Ok(current.clone());
         }
         stale.close();
         let pool = self.build_pool().await?;
@@ -289,8 +288,8 @@ impl Db {
             }
             SslMode::Require | SslMode::VerifyFull => {
                 pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = crate::tls::postgres_connector(s.sslmode, s.ca_bundle.as_deref())
-                    .map_err(DbError::Unavailable)?;
+                let tls =
+                    crate::tls::postgres_connector(s.sslmode, s.ca_bundle.as_deref()).map_err(DbError::Unavailable)?;
                 deadpool_postgres::Manager::from_config(pg, tls, manager_config)
             }
         };

@@ -212,10 +212,7 @@ pub async fn read_stream(
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, EventStoreError> {
     let rows = client
-        .query_typed(
-            READ_STREAM,
-            &[(&stream_id, Type::TEXT), (&after_version, Type::INT4), (&limit, Type::INT8)],
-        )
+        .query_typed(READ_STREAM, &[(&stream_id, Type::TEXT), (&after_version, Type::INT4), (&limit, Type::INT8)])
         .await?;
     Ok(rows.iter().map(RecordedEvent::from_row).collect())
 }
@@ -230,9 +227,7 @@ pub async fn read_all(
     after_position: i64,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, EventStoreError> {
-    let rows = client
-        .query_typed(READ_ALL, &[(&after_position, Type::INT8), (&limit, Type::INT8)])
-        .await?;
+    let rows = client.query_typed(READ_ALL, &[(&after_position, Type::INT8), (&limit, Type::INT8)]).await?;
     Ok(rows.iter().map(RecordedEvent::from_row).collect())
 }
 

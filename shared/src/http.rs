@@ -75,7 +75,11 @@ impl ApiError {
     /// 500; `cause` is logged, never answered.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred; the request id identifies it in the logs")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred; the request id identifies it in the logs",
+        )
     }
 
     /// Sets the field at fault.
@@ -183,7 +187,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {message}"))
             }
-            _ if path == "." || path.is_empty() => ApiError::invalid_field(field_of(&message).unwrap_or_default(), message),
+            _ if path == "." || path.is_empty() => {
+                ApiError::invalid_field(field_of(&message).unwrap_or_default(), message)
+            }
             _ => {
                 let field = match field_of(&message) {
                     Some(missing) if message.starts_with("missing field") => format!("{path}.{missing}"),
@@ -239,17 +245,18 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 }
 
 fn request_id_of(req: &Request) -> String {
-    if let Some(id) = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
-            return id.to_owned();
-        }
+    if let Some(id) = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id.to_owned();
     }
     if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
         req.extensions().get::<lambda_http::request::RequestContext>()
+        && let Some(id) = &ctx.request_id
     {
-        if let Some(id) = &ctx.request_id {
-            return id.clone();
-        }
+        return id.clone();
     }
     uuid::Uuid::now_v7().to_string()
 }
@@ -261,7 +268,11 @@ async fn request_context(mut req: Request, next: Next) -> Response {
     async move {
         let started = std::time::Instant::now();
         let mut response = next.run(req).await;
-        tracing::info!(status = response.status().as_u16(), duration_ms = started.elapsed().as_millis() as u64, "handled");
+        tracing::info!(
+            status = response.status().as_u16(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "handled"
+        );
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert(REQUEST_ID.clone(), value);
         }
@@ -372,7 +383,8 @@ mod tests {
 
     #[test]
     fn a_missing_field_is_named_with_its_path() {
-        let err = parse_json::<Batch>(br#"{"records":[{"service":"a","status_code":200},{"status_code":1}]}"#).unwrap_err();
+        let err =
+            parse_json::<Batch>(br#"{"records":[{"service":"a","status_code":200},{"status_code":1}]}"#).unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert_eq!(err.field.as_deref(), Some("records[1].service"));
         let err = parse_json::<Record>(br#"{"status_code":1}"#).unwrap_err();

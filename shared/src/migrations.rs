@@ -46,7 +46,9 @@ pub fn latest_version() -> i32 {
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     /// An applied file was edited.
-    #[error("migration {version} ({name}) was changed after it was applied (checksum {applied} in the database, {embedded} in this build); add a new migration instead")]
+    #[error(
+        "migration {version} ({name}) was changed after it was applied (checksum {applied} in the database, {embedded} in this build); add a new migration instead"
+    )]
     Drift {
         /// The version.
         version: i32,
@@ -124,10 +126,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )";
 
 async fn applied(client: &impl tokio_postgres::GenericClient) -> Result<Vec<(i32, String, String)>, MigrateError> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
-        .await?
-        .get(0);
+    let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await?.get(0);
     if !exists {
         return Ok(Vec::new());
     }
@@ -223,7 +222,8 @@ mod tests {
     #[test]
     fn drift_and_pending_are_told_apart() {
         let first = &MIGRATIONS[0];
-        let status = compare(&[(first.version, first.name.into(), "edited".into()), (999, "future".into(), "x".into())]);
+        let status =
+            compare(&[(first.version, first.name.into(), "edited".into()), (999, "future".into(), "x".into())]);
         assert_eq!(status.drifted, vec![first.version]);
         assert_eq!(status.unknown, vec![999]);
         assert_eq!(status.pending.len(), MIGRATIONS.len() - 1);

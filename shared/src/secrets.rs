@@ -86,17 +86,12 @@ impl SecretsClient {
         match source {
             SecretSource::Value(value) => Ok(value.clone()),
             SecretSource::SecretsManager(id) => {
-                let out = self
-                    .sdk()
-                    .await
-                    .get_secret_value()
-                    .secret_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| SecretsError::Fetch {
+                let out = self.sdk().await.get_secret_value().secret_id(id).send().await.map_err(|e| {
+                    SecretsError::Fetch {
                         id: id.clone(),
                         message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-                    })?;
+                    }
+                })?;
                 let value = out.secret_string.ok_or_else(|| SecretsError::Empty { id: id.clone() })?;
                 tracing::debug!(secret_id = %id, "fetched secret");
                 Ok(SecretString::from(value))
@@ -127,14 +122,7 @@ impl<T> CachedSecret<T> {
         ttl: Duration,
         parse: impl Fn(&SecretString) -> Result<T, String> + Send + Sync + 'static,
     ) -> Self {
-        Self {
-            name: name.into(),
-            source,
-            client,
-            ttl,
-            parse: Box::new(parse),
-            slot: Mutex::new(None),
-        }
+        Self { name: name.into(), source, client, ttl, parse: Box::new(parse), slot: Mutex::new(None) }
     }
 
     /// The cached value, fetched and parsed when missing or older than the TTL.
@@ -150,10 +138,8 @@ impl<T> CachedSecret<T> {
             }
         }
         let raw = self.client.fetch(&self.source).await?;
-        let value = Arc::new((self.parse)(&raw).map_err(|reason| SecretsError::Malformed {
-            name: self.name.clone(),
-            reason,
-        })?);
+        let value =
+            Arc::new((self.parse)(&raw).map_err(|reason| SecretsError::Malformed { name: self.name.clone(), reason })?);
         *slot = Some((value.clone(), Instant::now()));
         Ok(value)
     }

@@ -1,1 +1,10 @@
-fn main(){}
+//! Cross-function integration tests against real PostgreSQL, the Secrets Manager emulator
+//! and local HTTP servers. One binary; each test gets its own database.
+
+mod helpers;
+
+mod api_keys;
+mod event_store;
+mod http_plumbing;
+mod migrate;
+mod secrets;

@@ -65,7 +65,8 @@ async fn revoke_api_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::Admin)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("api_key_not_found", format!("no API key '{id}'")))?;
+    let id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::not_found("api_key_not_found", format!("no API key '{id}'")))?;
     api_keys::revoke(&ctx, id, &principal.metadata(FUNCTION)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

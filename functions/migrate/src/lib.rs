@@ -62,7 +62,12 @@ pub struct CustomResourceResponse {
 }
 
 /// Handles one invocation; `deadline` is the Lambda deadline.
-pub async fn handle(ctx: &Context, http: &reqwest::Client, event: Value, deadline: SystemTime) -> Result<Value, String> {
+pub async fn handle(
+    ctx: &Context,
+    http: &reqwest::Client,
+    event: Value,
+    deadline: SystemTime,
+) -> Result<Value, String> {
     if event.get("RequestType").is_some() {
         let request: CustomResourceRequest =
             serde_json::from_value(event).map_err(|e| format!("not a custom-resource request: {e}"))?;
@@ -87,7 +92,11 @@ async fn up(ctx: &Context) -> Result<migrations::UpReport, String> {
 }
 
 /// Runs the requested operation and builds the answer; never fails, never outlives the deadline.
-pub async fn custom_resource(ctx: &Context, request: &CustomResourceRequest, deadline: SystemTime) -> CustomResourceResponse {
+pub async fn custom_resource(
+    ctx: &Context,
+    request: &CustomResourceRequest,
+    deadline: SystemTime,
+) -> CustomResourceResponse {
     let physical_resource_id = request.physical_resource_id.clone().unwrap_or_else(|| PHYSICAL_ID.to_owned());
     let outcome = match request.request_type.as_str() {
         // The schema outlives the stack: deleting the resource must never drop data.

@@ -1,0 +1,176 @@
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use axum::{Router, body::Bytes, extract::State, http::HeaderMap, routing::put};
+use serde_json::{Value, json};
+use shared::migrations;
+
+use crate::helpers::{self, TestApp, connect, database_url, empty_database};
+
+/// A stand-in for the pre-signed S3 `ResponseURL`: records every PUT.
+#[derive(Clone, Default)]
+struct ResponseSink {
+    received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+}
+
+async fn receive(State(sink): State<ResponseSink>, headers: HeaderMap, body: Bytes) -> &'static str {
+    sink.received.lock().unwrap().push((headers, serde_json::from_slice(&body).unwrap()));
+    ""
+}
+
+async fn response_sink() -> (ResponseSink, String) {
+    let sink = ResponseSink::default();
+    let addr = helpers::serve(Router::new().route("/cfn-response", put(receive)).with_state(sink.clone())).await;
+    (sink, format!("http://{addr}/cfn-response?X-Amz-Signature=abc"))
+}
+
+fn cfn_event(request_type: &str, response_url: &str) -> Value {
+    let mut event: Value = serde_json::from_str(include_str!("../fixtures/cfn-create.json")).unwrap();
+    event["RequestType"] = json!(request_type);
+    event["ResponseURL"] = json!(response_url);
+    if request_type != "Create" {
+        event["PhysicalResourceId"] = json!("keyledger-schema");
+    }
+    event
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+fn deadline_in(secs: u64) -> SystemTime {
+    SystemTime::now() + Duration::from_secs(secs)
+}
+
+async fn context_for(db: &str, extra: &[(&str, &str)]) -> TestApp {
+    let url = database_url(db);
+    let mut vars = vec![("DATABASE_URL", url.as_str())];
+    vars.extend_from_slice(extra);
+    TestApp::with_vars(&vars).await
+}
+
+#[tokio::test]
+async fn create_applies_every_migration_and_answers_success_at_the_response_url() {
+    let db = empty_database().await;
+    let app = context_for(&db, &[]).await;
+    let (sink, url) = response_sink().await;
+    let answer = migrate::handle(&app.ctx, &http(), cfn_event("Create", &url), deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "SUCCESS");
+
+    let received = sink.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    let (headers, body) = &received[0];
+    assert!(headers.get("content-type").is_none(), "pre-signed URLs are signed without a content type");
+    assert_eq!(body["Status"], "SUCCESS");
+    assert_eq!(body["Data"], json!({"SchemaVersion": migrations::latest_version()}));
+    assert_eq!(body["PhysicalResourceId"], "keyledger-schema");
+    assert_eq!(body["RequestId"], "unique-id-for-create-request");
+    assert_eq!(body["LogicalResourceId"], "DatabaseSchema");
+
+    let client = connect(&database_url(&db)).await;
+    let status = migrations::status(&client).await.unwrap();
+    assert!(status.pending.is_empty());
+}
+
+#[tokio::test]
+async fn update_is_idempotent_and_delete_touches_nothing() {
+    let db = empty_database().await;
+    let app = context_for(&db, &[]).await;
+    let (sink, url) = response_sink().await;
+    migrate::handle(&app.ctx, &http(), cfn_event("Create", &url), deadline_in(60)).await.unwrap();
+    app.api_key(&[shared::auth::Scope::Admin]).await;
+
+    let update = migrate::handle(&app.ctx, &http(), cfn_event("Update", &url), deadline_in(60)).await.unwrap();
+    assert_eq!(update["Status"], "SUCCESS");
+    let delete = migrate::handle(&app.ctx, &http(), cfn_event("Delete", &url), deadline_in(60)).await.unwrap();
+    assert_eq!(delete["Status"], "SUCCESS");
+    assert_eq!(delete["PhysicalResourceId"], "keyledger-schema");
+    assert_eq!(sink.received.lock().unwrap().len(), 3);
+
+    let client = connect(&database_url(&db)).await;
+    let keys: i64 = client.query_one("SELECT count(*) FROM api_keys", &[]).await.unwrap().get(0);
+    assert_eq!(keys, 1, "Delete must keep the data");
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_answers_failed_with_the_reason() {
+    // Port 1 on loopback: connection refused.
+    let app = TestApp::with_vars(&[
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+        ("DB_CONNECT_TIMEOUT_MS", "2000"),
+    ])
+    .await;
+    let (sink, url) = response_sink().await;
+    let answer = migrate::handle(&app.ctx, &http(), cfn_event("Create", &url), deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "FAILED");
+    let received = sink.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].1["Status"], "FAILED");
+    let reason = received[0].1["Reason"].as_str().unwrap();
+    assert!(reason.contains("database unavailable"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_hanging_database_answers_failed_before_the_deadline() {
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = blackhole.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = blackhole.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = format!("postgres://postgres@127.0.0.1:{port}/none");
+    let app = TestApp::with_vars(&[("DATABASE_URL", url.as_str()), ("DB_CONNECT_TIMEOUT_MS", "600000")]).await;
+    let (sink, response_url) = response_sink().await;
+    let deadline = deadline_in(8);
+    let started = Instant::now();
+    let answer = migrate::handle(&app.ctx, &http(), cfn_event("Create", &response_url), deadline).await.unwrap();
+    assert_eq!(answer["Status"], "FAILED");
+    assert!(SystemTime::now() < deadline, "the answer must be sent before the Lambda deadline");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let received = sink.received.lock().unwrap().clone();
+    assert!(received[0].1["Reason"].as_str().unwrap().contains("did not finish"), "{:?}", received[0].1);
+}
+
+#[tokio::test]
+async fn a_changed_applied_migration_is_an_error_not_a_skip() {
+    let db = empty_database().await;
+    let app = context_for(&db, &[]).await;
+    assert!(migrate::handle(&app.ctx, &http(), json!({"action": "up"}), deadline_in(60)).await.is_ok());
+    let client = connect(&database_url(&db)).await;
+    client.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1", &[]).await.unwrap();
+
+    let err = migrate::handle(&app.ctx, &http(), json!({"action": "up"}), deadline_in(60)).await.unwrap_err();
+    assert!(err.contains("changed after it was applied"), "{err}");
+    let status = migrate::handle(&app.ctx, &http(), json!({"action": "status"}), deadline_in(60)).await.unwrap();
+    assert_eq!(status["drifted"], json!([1]));
+
+    let (sink, url) = response_sink().await;
+    let answer = migrate::handle(&app.ctx, &http(), cfn_event("Update", &url), deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "FAILED");
+    assert!(sink.received.lock().unwrap()[0].1["Reason"].as_str().unwrap().contains("migration 1"));
+}
+
+#[tokio::test]
+async fn direct_invoke_reports_status_and_concurrent_ups_apply_once() {
+    let db = empty_database().await;
+    let app = context_for(&db, &[]).await;
+    let before = migrate::handle(&app.ctx, &http(), json!({"action": "status"}), deadline_in(60)).await.unwrap();
+    assert_eq!(before["schema_version"], 0);
+    assert_eq!(before["pending"].as_array().unwrap().len(), migrations::MIGRATIONS.len());
+
+    let runs = (0..4).map(|_| {
+        let ctx = app.another_context("migrate");
+        async move { migrate::handle(&ctx, &http(), json!({"action": "up"}), deadline_in(60)).await.unwrap() }
+    });
+    let reports = futures::future::join_all(runs).await;
+    let applied: usize = reports.iter().map(|r| r["applied"].as_array().unwrap().len()).sum();
+    assert_eq!(applied, migrations::MIGRATIONS.len(), "{reports:?}");
+    assert!(reports.iter().all(|r| r["schema_version"] == json!(migrations::latest_version())));
+
+    let bad = migrate::handle(&app.ctx, &http(), json!({"action": "down"}), deadline_in(60)).await;
+    assert!(bad.is_err());
+}
