@@ -8,3 +8,4 @@ mod event_store;
 mod http_plumbing;
 mod migrate;
 mod secrets;
+mod tls;
