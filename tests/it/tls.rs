@@ -4,7 +4,8 @@
 use crate::helpers::{TestApp, database_url, fresh_database};
 
 fn ca() -> String {
-    std::env::var("KEYLEDGER_TEST_PG_CA").expect("KEYLEDGER_TEST_PG_CA names the server's certificate; run scripts/test")
+    std::env::var("KEYLEDGER_TEST_PG_CA")
+        .expect("KEYLEDGER_TEST_PG_CA names the server's certificate; run scripts/test")
 }
 
 async fn uses_tls(vars: &[(&str, &str)]) -> Result<bool, shared::db::DbError> {
