@@ -153,10 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => {
             let ctx = context()?;
-            let app = axum::Router::new()
-                .route("/health", axum::routing::get(shared::health::health).with_state(ctx.clone()))
-                .merge(admin::routes(ctx.clone()));
-            let app = shared::http::finish(app, ctx.config());
+            let app = keyledger::local_router(ctx.clone());
             let listener = tokio::net::TcpListener::bind(ctx.config().listen_addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyledger local server listening");
             axum::serve(listener, app)

@@ -4,6 +4,8 @@
 mod helpers;
 
 mod api_keys;
+mod cli;
+mod contract;
 mod event_store;
 mod http_plumbing;
 mod migrate;
