@@ -98,7 +98,7 @@ async fn every_documented_operation_is_answered_by_the_local_router() {
     let app = TestApp::new().await;
     let router = keyledger::local_router(app.ctx.clone());
     for (method, path) in documented() {
-        let concrete = path.replace('{', "").replace('}', "");
+        let concrete = path.replace(['{', '}'], "");
         let answer = call(&router, Method::from_bytes(method.as_bytes()).unwrap(), &concrete, None, None).await;
         assert_ne!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_ne!(answer.json["code"], "route_not_found", "{method} {path}");
