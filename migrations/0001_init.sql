@@ -30,6 +30,19 @@ CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_are_immutable();
 
+-- Where each relay of the log to the outside stands (DESIGN §6.11). `position` is the
+-- last event handled; a gap below a newer committed event is waited on until every
+-- transaction that could still fill it (xid < gap_xmax) has ended.
+CREATE TABLE relay_state (
+    name            text        PRIMARY KEY,
+    position        bigint      NOT NULL DEFAULT 0,
+    gap_position    bigint,
+    gap_xmax        bigint,
+    published_total bigint      NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO relay_state (name) VALUES ('eventbridge');
+
 -- API keys (DESIGN §6.8). Only the SHA-256 of a key is kept.
 CREATE TABLE api_keys (
     id          uuid        PRIMARY KEY,
