@@ -12,6 +12,7 @@ pub mod health;
 pub mod http;
 pub mod migrations;
 pub mod projections;
+pub mod request_log;
 pub mod secrets;
 pub mod telemetry;
 pub mod tls;
