@@ -155,9 +155,12 @@ impl Record {
         let field = |name: &str| format!("{prefix}{name}");
         let occurred_at = match raw.timestamp.as_deref() {
             None => now,
-            Some(text) => parse_time(text)
-                .filter(|t| t.timestamp() >= 0)
-                .ok_or_else(|| ApiError::invalid_field(field("timestamp"), "timestamp must be an RFC 3339 time after 1970, e.g. 2026-11-22T13:00:00Z"))?,
+            Some(text) => parse_time(text).filter(|t| t.timestamp() >= 0).ok_or_else(|| {
+                ApiError::invalid_field(
+                    field("timestamp"),
+                    "timestamp must be an RFC 3339 time after 1970, e.g. 2026-11-22T13:00:00Z",
+                )
+            })?,
         };
         let service = text_field(raw.service, &field("service"), MAX_SERVICE)?;
         let endpoint = redact::redact(&text_field(raw.endpoint, &field("endpoint"), MAX_ENDPOINT)?);
@@ -172,7 +175,11 @@ impl Record {
         let duration_ms = raw
             .duration_ms
             .map(|d| i32::try_from(d).ok().filter(|d| *d >= 0))
-            .map(|d| d.ok_or_else(|| ApiError::invalid_field(field("duration_ms"), "duration_ms must be between 0 and 2147483647")))
+            .map(|d| {
+                d.ok_or_else(|| {
+                    ApiError::invalid_field(field("duration_ms"), "duration_ms must be between 0 and 2147483647")
+                })
+            })
             .transpose()?;
         let user_identifier = optional_text(raw.user_identifier, &field("user_identifier"), MAX_USER)?;
         let request_id = optional_text(raw.request_id, &field("request_id"), MAX_REQUEST_ID)?;
@@ -202,10 +209,8 @@ fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiE
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned);
+        let missing =
+            message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()).map(str::to_owned);
         let mut field = if path == "." { String::new() } else { path };
         if let Some(missing) = missing {
             field = if field.is_empty() { missing } else { format!("{field}.{missing}") };
@@ -493,8 +498,9 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Ap
         add("status_code = ?", Param::Int(status));
     }
     if let Some(class) = text(params.status_class) {
-        let (low, high) = status_class(&class)
-            .ok_or_else(|| ApiError::invalid_field("status_class", "status_class must be one of 1xx, 2xx, 3xx, 4xx, 5xx"))?;
+        let (low, high) = status_class(&class).ok_or_else(|| {
+            ApiError::invalid_field("status_class", "status_class must be one of 1xx, 2xx, 3xx, 4xx, 5xx")
+        })?;
         add("status_code >= ?", Param::Int(low));
         add("status_code < ?", Param::Int(high));
     }
@@ -510,7 +516,8 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Ap
     }
     if let Some(cursor) = params.cursor.as_deref().filter(|c| !c.is_empty()) {
         let Cursor(at, id) = decode_cursor(cursor)?;
-        let at = parse_time(&at).ok_or_else(|| ApiError::invalid_field("cursor", "cursor is not one this service issued"))?;
+        let at = parse_time(&at)
+            .ok_or_else(|| ApiError::invalid_field("cursor", "cursor is not one this service issued"))?;
         values.push(Param::Time(at));
         values.push(Param::Id(id));
         conditions.push(format!("(occurred_at, id) < (${}, ${})", values.len() - 1, values.len()));

@@ -7,4 +7,8 @@ mod api_keys;
 mod event_store;
 mod http_plumbing;
 mod migrate;
+mod request_log;
+mod request_log_layer;
+mod request_log_partitions;
+mod request_log_query;
 mod secrets;

@@ -29,10 +29,7 @@ pub const FUNCTION: &str = "request-log";
 
 /// The request-log routes without `/health`, for merging into a combined local server.
 pub fn routes(ctx: Context) -> Router {
-    Router::new()
-        .route("/v1/requests", post(ingest).get(list))
-        .route("/v1/requests/{id}", get(get_one))
-        .with_state(ctx)
+    Router::new().route("/v1/requests", post(ingest).get(list)).route("/v1/requests/{id}", get(get_one)).with_state(ctx)
 }
 
 /// The complete `request-log` router, as Lambda and the local server run it.
@@ -124,7 +121,12 @@ pub async fn handle_sqs(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
     let mut failures = Vec::new();
     for message in event.records {
         match request_log::parse_one(message.body.as_deref().unwrap_or("").as_bytes(), limit, now) {
-            Ok(record) => {
+            Ok(mut record) => {
+                // A record without its own request id is keyed by its message, so that SQS
+                // redelivering the message (a timeout, a partial failure) stores it once.
+                if record.request_id.is_none() {
+                    record.request_id = Some(format!("sqs:{}", message.message_id));
+                }
                 records.push(record);
                 stored_ids.push(message.message_id);
             }

@@ -74,8 +74,7 @@ fn literal(t: DateTime<Utc>) -> String {
 const PARTITIONS: &str = "
 SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'request_log'::regclass";
-const DEFAULT_MONTHS: &str =
-    "SELECT DISTINCT date_trunc('month', occurred_at, 'UTC')::date FROM request_log_default";
+const DEFAULT_MONTHS: &str = "SELECT DISTINCT date_trunc('month', occurred_at, 'UTC')::date FROM request_log_default";
 const DELETE_KEYS: &str =
     "WITH gone AS (DELETE FROM request_log_keys WHERE occurred_at < $1 RETURNING 1) SELECT count(*) FROM gone";
 
@@ -85,8 +84,10 @@ const DELETE_KEYS: &str =
 pub async fn upkeep(db: &Db, now: DateTime<Utc>, retention_days: u32) -> Result<UpkeepReport, DbError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
-    tx.batch_execute("SELECT pg_advisory_xact_lock(hashtext('keyledger.request_log.upkeep')); SET LOCAL lock_timeout = '10s'")
-        .await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(hashtext('keyledger.request_log.upkeep')); SET LOCAL lock_timeout = '10s'",
+    )
+    .await?;
 
     let this_month = month_start(now.date_naive());
     let horizon = add_months(this_month, MONTHS_AHEAD as i32 + 1);
@@ -109,8 +110,10 @@ pub async fn upkeep(db: &Db, now: DateTime<Utc>, retention_days: u32) -> Result<
         if in_default.contains(month) {
             // A partition cannot be created over rows in the default partition: build it
             // beside the table, move the rows, then attach it.
-            tx.batch_execute(&format!("CREATE TABLE {name} (LIKE request_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"))
-                .await?;
+            tx.batch_execute(&format!(
+                "CREATE TABLE {name} (LIKE request_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ))
+            .await?;
             let moved = tx
                 .query_typed(
                     &format!(
@@ -127,8 +130,10 @@ pub async fn upkeep(db: &Db, now: DateTime<Utc>, retention_days: u32) -> Result<
             ))
             .await?;
         } else {
-            tx.batch_execute(&format!("CREATE TABLE {name} PARTITION OF request_log FOR VALUES FROM ({from}) TO ({to})"))
-                .await?;
+            tx.batch_execute(&format!(
+                "CREATE TABLE {name} PARTITION OF request_log FOR VALUES FROM ({from}) TO ({to})"
+            ))
+            .await?;
         }
         report.created.push(name);
     }

@@ -344,7 +344,10 @@ mod tests {
             redact("grant_type=refresh_token&refresh_token=r-1&client_secret=s3&scope=a"),
             "grant_type=refresh_token&refresh_token=[REDACTED]&client_secret=[REDACTED]&scope=a"
         );
-        assert_eq!(redact("GET /cb?code=1&access_token=xyz HTTP/1.1"), "GET /cb?code=1&access_token=[REDACTED] HTTP/1.1");
+        assert_eq!(
+            redact("GET /cb?code=1&access_token=xyz HTTP/1.1"),
+            "GET /cb?code=1&access_token=[REDACTED] HTTP/1.1"
+        );
         assert_eq!(redact("Cookie: session=abc; theme=dark"), "Cookie: [REDACTED]");
         assert_eq!(redact("x-api-key: k1\nAccept: */*"), "x-api-key: [REDACTED]\nAccept: */*");
         assert_eq!(redact(r#"{"url":"https://x/?api_key=k9&a=1"}"#), r#"{"url":"https://x/?api_key=[REDACTED]&a=1"}"#);
