@@ -412,3 +412,81 @@ async fn lambda_dispatches_api_gateway_sqs_and_schedule_events() {
     let error = request_log::handle(&app.ctx, router, json!({"hello": "world"}), Default::default()).await.unwrap_err();
     assert!(error.to_string().contains("unrecognised event"), "{error}");
 }
+
+/// A TCP proxy in front of PostgreSQL that counts round trips: every `Sync` (extended
+/// protocol) and `Query` (simple protocol) message the client sends ends one.
+async fn round_trip_counter(db_url: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut url = url::Url::parse(db_url).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(listener.local_addr().unwrap().port())).unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (mut pending, mut chunk, mut started) = (Vec::new(), vec![0u8; 1 << 16], false);
+                while let Ok(n) = from_client.read(&mut chunk).await {
+                    if n == 0 || to_server.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                    pending.extend_from_slice(&chunk[..n]);
+                    loop {
+                        // The startup message has no type byte; every later one has.
+                        let (header, len_at) = if started { (1, 1) } else { (0, 0) };
+                        if pending.len() < len_at + 4 {
+                            break;
+                        }
+                        let len = u32::from_be_bytes(pending[len_at..len_at + 4].try_into().unwrap()) as usize;
+                        if pending.len() < header + len {
+                            break;
+                        }
+                        if started && matches!(pending[0], b'S' | b'Q') {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        pending.drain(..header + len);
+                        started = true;
+                    }
+                }
+            });
+        }
+    });
+    (url.to_string(), count)
+}
+
+#[tokio::test]
+async fn a_batch_costs_one_database_round_trip_whatever_its_size() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::new().await;
+    let (proxied, round_trips) = round_trip_counter(&app.db_url).await;
+    // The bootstrap admin key is checked in memory, so the insert is the only database work.
+    let counted =
+        TestApp::with_vars(&[("DATABASE_URL", proxied.as_str()), ("ADMIN_API_KEY", app.admin_key.as_str())]).await;
+    let router = request_log::router(counted.ctx.clone());
+    for size in [1usize, 500, 1000] {
+        let records: Vec<Value> = (0..size)
+            .map(|i| {
+                let mut r = record("llm", 200);
+                r["request_id"] = json!(format!("{size}-{i}"));
+                r
+            })
+            .collect();
+        let before = round_trips.load(Ordering::SeqCst);
+        let answer =
+            call(&router, Method::POST, "/v1/requests", Some(&app.admin_key), Some(json!({"records": records}))).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        assert_eq!(round_trips.load(Ordering::SeqCst) - before, 1, "a batch of {size}");
+    }
+    assert_eq!(count(&app, "").await, 1501);
+}
