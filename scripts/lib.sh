@@ -62,7 +62,8 @@ pg_bin() {
 }
 
 # Sets PG_SERVER_URL to a server where databases can be created: $DATABASE_URL's server,
-# else 127.0.0.1:5432, else a throwaway cluster started from the system's binaries.
+# else 127.0.0.1:5432, else a throwaway cluster started from the system's binaries
+# (KEYLEDGER_THROWAWAY_PG=1 forces the throwaway cluster).
 ensure_postgres() {
   command -v psql >/dev/null || apt_install postgresql-client
   if [ -n "${DATABASE_URL:-}" ] && psql "$DATABASE_URL" -qAtc 'select 1' >/dev/null 2>&1; then
@@ -70,16 +71,19 @@ ensure_postgres() {
     say "PostgreSQL: using DATABASE_URL"
     return
   fi
-  if port_open 127.0.0.1 5432 && psql "postgres://postgres@127.0.0.1:5432/postgres" -qAtc 'select 1' >/dev/null 2>&1; then
+  if [ -z "${KEYLEDGER_THROWAWAY_PG:-}" ] && port_open 127.0.0.1 5432 && psql "postgres://postgres@127.0.0.1:5432/postgres" -qAtc 'select 1' >/dev/null 2>&1; then
     PG_SERVER_URL="postgres://postgres@127.0.0.1:5432/postgres"
     say "PostgreSQL: using 127.0.0.1:5432"
     return
   fi
-  local bin dir=$CACHE/pg port=${KEYLEDGER_PG_PORT:-55432}
+  local bin dir=${KEYLEDGER_PG_DIR:-$CACHE/pg} port=${KEYLEDGER_PG_PORT:-55432}
+  # The server runs as 'postgres' when we are root, and root's home is closed to it.
+  [ "$(id -u)" = 0 ] && dir=${KEYLEDGER_PG_DIR:-/var/tmp/keyledger-pg}
   bin=$(pg_bin) || { apt_install postgresql; bin=$(pg_bin); }
   PG_SERVER_URL="postgres://postgres@127.0.0.1:$port/postgres"
   if port_open 127.0.0.1 "$port"; then
     say "PostgreSQL: reusing the throwaway cluster on port $port"
+    PG_CA_FILE=$dir/data/ca.crt
     return
   fi
   local run=()
@@ -92,11 +96,26 @@ ensure_postgres() {
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     say "PostgreSQL: creating a throwaway cluster in $dir"
     "${run[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null
+    # TLS with a certificate for 'localhost' from a private CA, so that DB_SSLMODE
+    # (require, verify-full) can be tested against a real server.
+    command -v openssl >/dev/null || apt_install openssl
+    (
+      cd "$dir/data"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=keyledger-test-ca \
+        -keyout ca.key -out ca.crt 2>/dev/null
+      openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null
+      printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >server.ext
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile server.ext -out server.crt 2>/dev/null
+      chmod 600 server.key ca.key
+    )
+    [ "$(id -u)" = 0 ] && chown -R postgres "$dir/data"
   fi
   say "PostgreSQL: starting the throwaway cluster on port $port"
   "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
-  CLEANUP+=("\"${run[*]}\" \"$bin/pg_ctl\" -D \"$dir/data\" -m fast stop >/dev/null 2>&1")
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c ssl=on" start >/dev/null
+  PG_CA_FILE=$dir/data/ca.crt
+  CLEANUP+=("${run[*]} $bin/pg_ctl -D $dir/data -m fast stop >/dev/null 2>&1")
 }
 
 # Starts moto's server mode (Secrets Manager, EventBridge, ...) on a free loopback port and

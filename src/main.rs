@@ -41,6 +41,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Seed demo data for local development (idempotent).
+    Demo,
     /// Serve every HTTP function's routes on one local address (LISTEN_ADDR), like API Gateway.
     Serve,
 }
@@ -145,13 +147,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             print(&created)?;
         }
+        Command::Demo => {
+            let ctx = context()?;
+            demo(&ctx).await?;
+        }
         Command::Serve => {
             let ctx = context()?;
-            let app = axum::Router::new()
-                .route("/health", axum::routing::get(shared::health::health).with_state(ctx.clone()))
-                .merge(admin::routes(ctx.clone()))
-                .merge(request_log::routes(ctx.clone()));
-            let app = shared::http::finish(app, ctx.config());
+            let app = keyledger::local_router(ctx.clone());
             let listener = tokio::net::TcpListener::bind(ctx.config().listen_addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyledger local server listening");
             axum::serve(listener, app)
@@ -162,4 +164,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Demo data for `scripts/dev`; each piece is created once.
+async fn demo(ctx: &Context) -> anyhow::Result<()> {
+    let client = ctx.db().get().await.context("connecting to the database")?;
+    let exists = !client
+        .query("SELECT 1 FROM api_keys WHERE name = 'demo-service' AND revoked_at IS NULL", &[])
+        .await?
+        .is_empty();
+    if !exists {
+        let created = api_keys::create(
+            ctx,
+            api_keys::NewApiKey {
+                name: "demo-service".into(),
+                scopes: vec![Scope::TokensRead, Scope::ConnectionsRead, Scope::RequestsWrite, Scope::LicensesRead],
+            },
+            &Metadata::system("keyledger-cli"),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("demo service API key (shown once): {}", created.key);
+    }
+    Ok(())
 }

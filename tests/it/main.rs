@@ -4,6 +4,8 @@
 mod helpers;
 
 mod api_keys;
+mod cli;
+mod contract;
 mod event_store;
 mod http_plumbing;
 mod migrate;
@@ -12,3 +14,4 @@ mod request_log_layer;
 mod request_log_partitions;
 mod request_log_query;
 mod secrets;
+mod tls;
