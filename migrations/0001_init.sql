@@ -146,7 +146,10 @@ CREATE TABLE installations (
 
 -- Request log (DESIGN §6.7): its own append-only table, partitioned by month so that
 -- retention drops whole partitions. Partitions are created by the daily upkeep; the
--- default partition catches anything outside them so an insert never fails for a date.
+-- default partition catches anything outside them so an insert never fails for a date
+-- (the upkeep moves such rows into their month's partition when it creates it).
+-- `id` is a UUID v7 whose timestamp is `occurred_at`'s millisecond, so a lookup by id
+-- prunes to one partition and uses the primary key: no separate index on `id`.
 CREATE TABLE request_log (
     id                      uuid        NOT NULL,
     occurred_at             timestamptz NOT NULL,
@@ -154,8 +157,8 @@ CREATE TABLE request_log (
     service                 text        NOT NULL,
     endpoint                text        NOT NULL,
     method                  text        NOT NULL,
-    status_code             integer     NOT NULL,
-    duration_ms             integer,
+    status_code             integer     NOT NULL CHECK (status_code BETWEEN 100 AND 599),
+    duration_ms             integer     CHECK (duration_ms >= 0),
     user_identifier         text,
     request_id              text,
     request_body            text,
@@ -165,15 +168,21 @@ CREATE TABLE request_log (
     PRIMARY KEY (occurred_at, id)
 ) PARTITION BY RANGE (occurred_at);
 CREATE TABLE request_log_default PARTITION OF request_log DEFAULT;
-CREATE INDEX request_log_newest ON request_log (occurred_at DESC, id DESC);
+-- Newest-first lists without filters walk the primary key backwards. Every index here
+-- costs ingest throughput, so only the filters that need one have one.
 CREATE INDEX request_log_service ON request_log (service, occurred_at DESC, id DESC);
-CREATE INDEX request_log_id ON request_log (id);
+CREATE INDEX request_log_service_status ON request_log (service, status_code, occurred_at DESC, id DESC);
+CREATE INDEX request_log_user ON request_log (user_identifier, occurred_at DESC, id DESC)
+    WHERE user_identifier IS NOT NULL;
 
--- (service, request_id) deduplicates repeated deliveries across partitions.
+-- (service, request_id) deduplicates repeated deliveries across partitions; `id` is the
+-- record that claimed the key. Keys of records older than the oldest kept partition are
+-- deleted by the same daily upkeep that drops partitions.
 CREATE TABLE request_log_keys (
     service     text        NOT NULL,
     request_id  text        NOT NULL,
     occurred_at timestamptz NOT NULL,
+    id          uuid        NOT NULL,
     PRIMARY KEY (service, request_id)
 );
 CREATE INDEX request_log_keys_age ON request_log_keys (occurred_at);

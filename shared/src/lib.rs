@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod projections;
 pub mod relay;
+pub mod request_log;
 pub mod secrets;
 pub mod telemetry;
 pub mod tls;
