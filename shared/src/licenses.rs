@@ -59,7 +59,9 @@ fn bounded_token(raw: &str, what: &str) -> Result<String, String> {
         return Err(format!("{what} must be at most {MAX_KEY_CHARS} characters"));
     }
     if !printable_ascii(value) {
-        return Err(format!("{what} may contain only printable ASCII characters (no spaces, control characters or other Unicode)"));
+        return Err(format!(
+            "{what} may contain only printable ASCII characters (no spaces, control characters or other Unicode)"
+        ));
     }
     Ok(value.to_owned())
 }
@@ -159,7 +161,8 @@ fn plain_text(raw: &str, what: &str, max: usize) -> Result<String, String> {
     }
     // Control, zero-width and bidi-override characters make a value lie about itself.
     if value.chars().any(|c| {
-        c.is_control() || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
     }) {
         return Err(format!("{what} must not contain control or invisible formatting characters"));
     }
@@ -1221,8 +1224,11 @@ pub async fn activate(
     )
     .await?;
     tx.commit().await?;
-    let installation =
-        InstallationSummary { installation_id: installation_id.to_owned(), activated_at: license.now, last_seen_at: license.now };
+    let installation = InstallationSummary {
+        installation_id: installation_id.to_owned(),
+        activated_at: license.now,
+        last_seen_at: license.now,
+    };
     Ok(CheckAnswer::new(
         CheckCode::Valid,
         Some(license.summary(used + 1 - freed)),
@@ -1406,7 +1412,12 @@ async fn set_status(
     let status = status.as_str();
     tx.query_typed(
         SET_STATUS,
-        &[(&id, Type::UUID), (&status, Type::TEXT), (&event.recorded_at, Type::TIMESTAMPTZ), (&event.version, Type::INT4)],
+        &[
+            (&id, Type::UUID),
+            (&status, Type::TEXT),
+            (&event.recorded_at, Type::TIMESTAMPTZ),
+            (&event.version, Type::INT4),
+        ],
     )
     .await?;
     Ok(())
@@ -1446,7 +1457,17 @@ mod tests {
         assert!(LicenseKey::parse("LEGACY-key_01").is_ok());
         assert_eq!(LicenseKey::parse("  ABC-123\n").unwrap().expose(), "ABC-123");
         assert!(LicenseKey::parse(&"A".repeat(128)).is_ok());
-        for bad in [String::new(), "   ".into(), "A".repeat(129), "A".repeat(100_000), "AB C".into(), "ABC\u{0}".into(), "ÄBC".into(), "AB\u{200B}C".into(), "🔑".into()] {
+        for bad in [
+            String::new(),
+            "   ".into(),
+            "A".repeat(129),
+            "A".repeat(100_000),
+            "AB C".into(),
+            "ABC\u{0}".into(),
+            "ÄBC".into(),
+            "AB\u{200B}C".into(),
+            "🔑".into(),
+        ] {
             let err = LicenseKey::parse(&bad).unwrap_err();
             assert!(err.starts_with("license_key"), "{err}");
             assert!(bad.trim().is_empty() || !err.contains(bad.trim()), "{err}");

@@ -10,8 +10,9 @@ use serde::Serialize;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::{
-    api_keys, licenses,
+    api_keys,
     events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
+    licenses,
 };
 
 /// A table rebuilt from the log.

@@ -6,5 +6,8 @@ mod helpers;
 mod api_keys;
 mod event_store;
 mod http_plumbing;
+mod licenses;
+mod licenses_import;
+mod licenses_public;
 mod migrate;
 mod secrets;

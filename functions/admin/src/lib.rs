@@ -12,8 +12,8 @@ use serde::Deserialize;
 use shared::{
     Context, api_keys,
     auth::{Principal, Scope},
-    licenses,
     http::{ApiError, Json, Query},
+    licenses,
 };
 use uuid::Uuid;
 

@@ -109,7 +109,8 @@ fn text(v: Sql) -> Option<String> {
 fn read_file(path: &Path) -> Result<(Vec<OldLicense>, Vec<OldInstallation>), rusqlite::Error> {
     let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut licenses = Vec::new();
-    let mut stmt = db.prepare("SELECT id, email, license_key, expiry_date, created_at, status FROM licenses ORDER BY id")?;
+    let mut stmt =
+        db.prepare("SELECT id, email, license_key, expiry_date, created_at, status FROM licenses ORDER BY id")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         licenses.push(OldLicense {
@@ -136,16 +137,20 @@ fn read_file(path: &Path) -> Result<(Vec<OldLicense>, Vec<OldInstallation>), rus
     Ok((licenses, installations))
 }
 
+/// A timestamp of the old service that is none of the forms it wrote.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadTime;
+
 /// Reads the old service's timestamps: RFC 3339, `YYYY-MM-DD HH:MM:SS[.f]` (UTC, as
 /// SQLite's `CURRENT_TIMESTAMP` writes them), a bare date, or Unix seconds.
 /// `end_of_day` turns a bare date into the end of that day (an expiry date is inclusive).
-pub fn parse_time(value: &Sql, end_of_day: bool) -> Result<Option<DateTime<Utc>>, ()> {
+pub fn parse_time(value: &Sql, end_of_day: bool) -> Result<Option<DateTime<Utc>>, BadTime> {
     let s = match value {
         Sql::Null => return Ok(None),
-        Sql::Integer(i) => return Utc.timestamp_opt(*i, 0).single().map(Some).ok_or(()),
-        Sql::Real(r) => return Utc.timestamp_opt(r.trunc() as i64, 0).single().map(Some).ok_or(()),
+        Sql::Integer(i) => return Utc.timestamp_opt(*i, 0).single().map(Some).ok_or(BadTime),
+        Sql::Real(r) => return Utc.timestamp_opt(r.trunc() as i64, 0).single().map(Some).ok_or(BadTime),
         Sql::Text(s) => s.trim(),
-        Sql::Blob(_) => return Err(()),
+        Sql::Blob(_) => return Err(BadTime),
     };
     if s.is_empty() {
         return Ok(None);
@@ -159,13 +164,13 @@ pub fn parse_time(value: &Sql, end_of_day: bool) -> Result<Option<DateTime<Utc>>
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let day = if end_of_day { d.succ_opt().ok_or(())? } else { d };
-        return Ok(Some(day.and_hms_opt(0, 0, 0).ok_or(())?.and_utc()));
+        let day = if end_of_day { d.succ_opt().ok_or(BadTime)? } else { d };
+        return Ok(Some(day.and_hms_opt(0, 0, 0).ok_or(BadTime)?.and_utc()));
     }
     if let Ok(secs) = s.parse::<i64>() {
-        return Utc.timestamp_opt(secs, 0).single().map(Some).ok_or(());
+        return Utc.timestamp_opt(secs, 0).single().map(Some).ok_or(BadTime);
     }
-    Err(())
+    Err(BadTime)
 }
 
 /// The old statuses onto keyledger's; `expired` stays active (its date says it).
@@ -235,7 +240,9 @@ pub async fn import_sqlite(
             continue;
         };
         let created_at = created_at.unwrap_or_else(Utc::now);
-        if expires_at.is_none() && old.status.as_deref().map(str::trim).is_some_and(|s| s.eq_ignore_ascii_case("expired")) {
+        if expires_at.is_none()
+            && old.status.as_deref().map(str::trim).is_some_and(|s| s.eq_ignore_ascii_case("expired"))
+        {
             // Expired without a date: keep it expired from the moment of import.
             expires_at = Some(Utc::now());
         }
@@ -273,7 +280,7 @@ pub async fn import_sqlite(
     }
     for candidates in owners.values_mut() {
         // Usable first, then newest.
-        candidates.sort_by(|a, b| (b.2, b.0).cmp(&(a.2, a.0)));
+        candidates.sort_by_key(|c| std::cmp::Reverse((c.2, c.0)));
     }
 
     for old in old_installations {
@@ -287,7 +294,8 @@ pub async fn import_sqlite(
             report.installations.skip("invalid_installation_id");
             continue;
         };
-        let (Ok(activated_at), Ok(last_seen)) = (parse_time(&old.activated_at, false), parse_time(&old.last_seen, false))
+        let (Ok(activated_at), Ok(last_seen)) =
+            (parse_time(&old.activated_at, false), parse_time(&old.last_seen, false))
         else {
             report.installations.skip("invalid_timestamp");
             continue;
@@ -322,9 +330,12 @@ pub async fn import_sqlite(
             .map_err(ApiError::from)?;
         // last_seen is an observation, kept in place like every validation does.
         let id_param = installation_id.as_str();
-        tx.query_typed(LAST_SEEN, &[(&license_id, Type::UUID), (&id_param, Type::TEXT), (&last_seen, Type::TIMESTAMPTZ)])
-            .await
-            .map_err(ApiError::from)?;
+        tx.query_typed(
+            LAST_SEEN,
+            &[(&license_id, Type::UUID), (&id_param, Type::TEXT), (&last_seen, Type::TIMESTAMPTZ)],
+        )
+        .await
+        .map_err(ApiError::from)?;
         tx.commit().await.map_err(ApiError::from)?;
         report.installations.imported += 1;
     }
