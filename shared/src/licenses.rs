@@ -1013,33 +1013,12 @@ fn license_code(status: LicenseStatus, expired: bool) -> Option<CheckCode> {
     }
 }
 
-/// The whole validation in one statement (one round trip): find the license by key hash,
-/// touch the installation's `last_seen_at` only when the license is usable, and count the
-/// installations. The main query reads the snapshot before the update, hence `coalesce`.
-///
-/// `synchronous_commit` is switched off for this statement's own transaction only
-/// (`set_config(.., true)`, never a session setting): `last_seen_at` is an observation, and
-/// losing the last fraction of a second of them in a database crash costs nothing, while
-/// waiting for the WAL flush would dominate the latency of every check.
-const VALIDATE: &str = "
-WITH lic AS (
-    SELECT id, status, expires_at, max_installations, key_hash,
-           status = 'active' AND (expires_at IS NULL OR expires_at > now()) AS usable
-    FROM licenses WHERE key_hash = $1
-), seen AS (
-    UPDATE installations i SET last_seen_at = now()
-    FROM lic
-    WHERE lic.usable AND i.license_id = lic.id AND i.installation_id = $2
-      AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-    RETURNING i.activated_at, i.last_seen_at
-)
-SELECT lic.id, lic.status, lic.expires_at, lic.max_installations, lic.key_hash,
-       (SELECT count(*) FROM installations c WHERE c.license_id = lic.id),
-       coalesce(seen.activated_at, i.activated_at), coalesce(seen.last_seen_at, i.last_seen_at),
-       lic.expires_at IS NOT NULL AND lic.expires_at <= now(), now()
-FROM lic
-LEFT JOIN installations i ON i.license_id = lic.id AND i.installation_id = $2
-LEFT JOIN seen ON true";
+/// The whole validation in one statement (one round trip): `license_validate` in
+/// `migrations/0001_init.sql` finds the license by key hash, touches the installation's
+/// `last_seen_at` only when the license is usable (with `synchronous_commit` off for that
+/// transaction alone) and counts the installations. It is a PL/pgSQL function so that its
+/// plans are cached in the backend; this unnamed statement itself is trivial to plan.
+const VALIDATE: &str = "SELECT * FROM license_validate($1, $2)";
 
 /// `POST /v1/licenses/validate`: one SQL statement that reads and, when valid, updates
 /// `last_seen_at`.
