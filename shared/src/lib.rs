@@ -10,6 +10,7 @@ pub mod db;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod licenses;
 pub mod metrics;
 pub mod migrations;
 pub mod projections;
