@@ -58,6 +58,8 @@ CREATE TABLE clients (
     metadata                jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_at              timestamptz NOT NULL,
     updated_at              timestamptz NOT NULL,
+    -- Deleted clients stay (connections and the log still name them) but are hidden.
+    deleted_at              timestamptz,
     version                 integer     NOT NULL
 );
 CREATE INDEX clients_name ON clients (name);
@@ -77,6 +79,8 @@ CREATE TABLE connections (
     refresh_token_used_at   timestamptz,
     consecutive_failures    integer     NOT NULL DEFAULT 0,
     next_attempt_at         timestamptz,
+    -- Inline refreshes after a transient failure are throttled from this instant.
+    last_failed_at          timestamptz,
     last_error              text,
     created_at              timestamptz NOT NULL,
     updated_at              timestamptz NOT NULL,
@@ -87,6 +91,9 @@ CREATE INDEX connections_status ON connections (status, connection_id);
 -- The scheduled refresh scans by expiry among refreshable connections.
 CREATE INDEX connections_due ON connections (expires_at)
     WHERE status IN ('active', 'refresh_failing') AND expires_at IS NOT NULL;
+-- Keep-alive of idle refresh tokens scans by last use.
+CREATE INDEX connections_idle ON connections (refresh_token_used_at)
+    WHERE status IN ('active', 'refresh_failing') AND refresh_token IS NOT NULL;
 
 -- Pending authorizations (not events: short-lived, deleted when used or expired).
 -- The state itself is never stored, only its SHA-256.
@@ -94,6 +101,7 @@ CREATE TABLE oauth_states (
     state_hash      bytea       PRIMARY KEY CHECK (length(state_hash) = 32),
     client_id       uuid        NOT NULL,
     connection_id   text        NOT NULL,
+    -- Ciphertext bound to oauth-state-<hex state_hash>.
     code_verifier   text,
     return_to       text,
     created_at      timestamptz NOT NULL DEFAULT now(),

@@ -149,7 +149,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = context()?;
             let app = axum::Router::new()
                 .route("/health", axum::routing::get(shared::health::health).with_state(ctx.clone()))
-                .merge(admin::routes(ctx.clone()));
+                .merge(admin::routes(ctx.clone()))
+                .merge(oauth::routes(ctx.clone()))
+                .merge(token_fetch::routes(ctx.clone()));
             let app = shared::http::finish(app, ctx.config());
             let listener = tokio::net::TcpListener::bind(ctx.config().listen_addr).await?;
             tracing::info!(addr = %listener.local_addr()?, "keyledger local server listening");

@@ -3,7 +3,9 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod clients;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod crypto;
 pub mod db;
@@ -11,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod migrations;
+pub mod oauth;
 pub mod projections;
 pub mod secrets;
 pub mod telemetry;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::{
-    api_keys,
+    api_keys, clients, connections,
     events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
 };
 
@@ -26,12 +26,18 @@ pub struct ProjectionTable {
 }
 
 /// Every projection table, parents before children.
-pub const TABLES: &[ProjectionTable] = &[ProjectionTable { name: "api_keys", key: "id", ignore: &[] }];
+pub const TABLES: &[ProjectionTable] = &[
+    ProjectionTable { name: "api_keys", key: "id", ignore: &[] },
+    ProjectionTable { name: "clients", key: "id", ignore: &[] },
+    ProjectionTable { name: "connections", key: "connection_id", ignore: &[] },
+];
 
 /// Applies one recorded event to the projection its stream belongs to.
 pub async fn apply(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
     match event.stream_id.split_once('-').map(|(kind, _)| kind) {
         Some("apikey") => api_keys::project(tx, event).await,
+        Some("client") => clients::project(tx, event).await,
+        Some("connection") => connections::project(tx, event).await,
         _ => Err(EventStoreError::Payload(format!("no projection for stream '{}'", event.stream_id))),
     }
 }
