@@ -488,8 +488,12 @@ const IN_USE: &str = "SELECT count(*) FROM connections WHERE client_id = $1 AND 
 pub async fn delete(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), ApiError> {
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
-    let rows =
-        tx.query_typed("SELECT version FROM clients WHERE id = $1 AND deleted_at IS NULL FOR UPDATE", &[(&id, Type::UUID)]).await?;
+    let rows = tx
+        .query_typed(
+            "SELECT version FROM clients WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            &[(&id, Type::UUID)],
+        )
+        .await?;
     let version: i32 = rows.first().ok_or_else(|| not_found(id))?.get(0);
     let in_use: i64 = tx.query_typed(IN_USE, &[(&id, Type::UUID)]).await?[0].get(0);
     if in_use > 0 {
@@ -498,8 +502,14 @@ pub async fn delete(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), 
             format!("{in_use} connection(s) still use this client; revoke them first"),
         ));
     }
-    projections::record(&tx, &stream(id), ExpectedVersion::Exact(version), &[ClientEvent::ClientDeleted { id }], metadata)
-        .await?;
+    projections::record(
+        &tx,
+        &stream(id),
+        ExpectedVersion::Exact(version),
+        &[ClientEvent::ClientDeleted { id }],
+        metadata,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -522,8 +532,8 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
     let version = &event.version;
     match event.decode::<ClientEvent>()? {
         ClientEvent::ClientRegistered { id, settings: s, client_secret } => {
-            let extra = serde_json::to_value(&s.extra_authorize_params)
-                .map_err(|e| EventStoreError::Payload(e.to_string()))?;
+            let extra =
+                serde_json::to_value(&s.extra_authorize_params).map_err(|e| EventStoreError::Payload(e.to_string()))?;
             tx.query_typed(
                 INSERT,
                 &[
@@ -547,8 +557,8 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
             .await?;
         }
         ClientEvent::ClientUpdated { id, settings: s } => {
-            let extra = serde_json::to_value(&s.extra_authorize_params)
-                .map_err(|e| EventStoreError::Payload(e.to_string()))?;
+            let extra =
+                serde_json::to_value(&s.extra_authorize_params).map_err(|e| EventStoreError::Payload(e.to_string()))?;
             tx.query_typed(
                 UPDATE,
                 &[
@@ -634,15 +644,19 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ClientSettings)>)> = vec![
+        type Change = Box<dyn Fn(&mut ClientSettings)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("name", Box::new(|s| s.name = " ".into())),
             ("authorize_url", Box::new(|s| s.authorize_url = "http://evil.example/a".into())),
             ("revoke_url", Box::new(|s| s.revoke_url = Some("http://evil.example/r".into()))),
             ("redirect_uri", Box::new(|s| s.redirect_uri = "nope".into())),
             ("scopes[0]", Box::new(|s| s.scopes = vec!["a b".into()])),
-            ("extra_authorize_params.state", Box::new(|s| {
-                s.extra_authorize_params.insert("state".into(), "x".into());
-            })),
+            (
+                "extra_authorize_params.state",
+                Box::new(|s| {
+                    s.extra_authorize_params.insert("state".into(), "x".into());
+                }),
+            ),
             ("metadata", Box::new(|s| s.metadata = json!([1]))),
         ];
         for (field, change) in cases {

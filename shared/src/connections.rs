@@ -478,7 +478,8 @@ pub async fn fetch_token(
         return Err(err);
     }
     let keyring = ctx.keyring().await?;
-    let token = snapshot.token(&keyring, &id)?.ok_or_else(|| ApiError::internal("an active connection without token"))?;
+    let token =
+        snapshot.token(&keyring, &id)?.ok_or_else(|| ApiError::internal("an active connection without token"))?;
     let now = Utc::now();
     if !is_due(snapshot.expires_at, now, ctx.config().token_expiry_buffer) {
         return Ok(token);
@@ -490,7 +491,9 @@ pub async fn fetch_token(
             return Ok(token);
         }
     } else if snapshot.status == Status::RefreshFailing
-        && snapshot.last_failed_at.is_some_and(|t| now - t < chrono::Duration::from_std(INLINE_RETRY_INTERVAL).unwrap_or_default())
+        && snapshot
+            .last_failed_at
+            .is_some_and(|t| now - t < chrono::Duration::from_std(INLINE_RETRY_INTERVAL).unwrap_or_default())
     {
         return usable_or_503(Some(token), now, retry_after_throttle(snapshot.last_failed_at, now));
     }
@@ -503,15 +506,28 @@ pub async fn fetch_token(
     let outcome = refresh(
         ctx,
         &refresher.provider,
-        RefreshRequest { connection_id: &id, trigger: Trigger::OnDemand, lock: LockMode::Wait, since, metadata: &metadata },
+        RefreshRequest {
+            connection_id: &id,
+            trigger: Trigger::OnDemand,
+            lock: LockMode::Wait,
+            since,
+            metadata: &metadata,
+        },
     )
     .await?;
     outcome.into_token(&id, Utc::now())
 }
 
-async fn reread(ctx: &Context, keyring: &KeyRing, id: &ConnectionId, since: DateTime<Utc>) -> Result<Option<Token>, ApiError> {
+async fn reread(
+    ctx: &Context,
+    keyring: &KeyRing,
+    id: &ConnectionId,
+    since: DateTime<Utc>,
+) -> Result<Option<Token>, ApiError> {
     let rows = ctx.db().query(FETCH, &[(&id.as_str(), Type::TEXT)]).await?;
-    let Some(snapshot) = rows.first().map(Snapshot::from_row).transpose()?.flatten() else { return Err(not_found(id.as_str())) };
+    let Some(snapshot) = rows.first().map(Snapshot::from_row).transpose()?.flatten() else {
+        return Err(not_found(id.as_str()));
+    };
     if let Some(err) = status_error(id, snapshot.status) {
         return Err(err);
     }
@@ -634,7 +650,9 @@ impl RefreshOutcome {
             Self::Failed { token, retry_after, .. } | Self::Throttled { token, retry_after } => {
                 usable_or_503(token, now, retry_after)
             }
-            Self::ReauthorizationRequired => Err(status_error(id, Status::ReauthorizationRequired).unwrap_or_else(|| not_found(id.as_str()))),
+            Self::ReauthorizationRequired => {
+                Err(status_error(id, Status::ReauthorizationRequired).unwrap_or_else(|| not_found(id.as_str())))
+            }
             Self::Revoked => Err(status_error(id, Status::Revoked).unwrap_or_else(|| not_found(id.as_str()))),
             Self::NoRefreshToken => Err(ApiError::conflict(
                 "reauthorization_required",
@@ -784,9 +802,13 @@ pub async fn refresh(ctx: &Context, provider: &Provider, req: RefreshRequest<'_>
                 return Ok(current.map_or(RefreshOutcome::NotFound, RefreshOutcome::Current));
             }
             if c.status == Status::RefreshFailing
-                && c.last_failed_at.is_some_and(|t| now - t < chrono::Duration::from_std(INLINE_RETRY_INTERVAL).unwrap_or_default())
+                && c.last_failed_at
+                    .is_some_and(|t| now - t < chrono::Duration::from_std(INLINE_RETRY_INTERVAL).unwrap_or_default())
             {
-                return Ok(RefreshOutcome::Throttled { token: current, retry_after: retry_after_throttle(c.last_failed_at, now) });
+                return Ok(RefreshOutcome::Throttled {
+                    token: current,
+                    retry_after: retry_after_throttle(c.last_failed_at, now),
+                });
             }
         }
         Trigger::Forced => {
@@ -912,8 +934,8 @@ const OWNER_OF: &str = "SELECT client_id, status FROM connections WHERE connecti
 /// Starts an authorization: a random single-use state (10 minutes) remembering the client,
 /// connection, PKCE verifier and `return_to`.
 pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, ApiError> {
-    let id = ConnectionId::parse(&req.connection_id)
-        .map_err(|e| ApiError::invalid_field("connection_id", e.to_string()))?;
+    let id =
+        ConnectionId::parse(&req.connection_id).map_err(|e| ApiError::invalid_field("connection_id", e.to_string()))?;
     let return_to = match req.return_to.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => Some(clients::parse_endpoint("return_to", raw)?.to_string()),
@@ -994,7 +1016,14 @@ pub async fn complete_authorization(
     let pending = oauth::consume_state(ctx, &keyring, state).await?.ok_or_else(invalid_state)?;
     let id = ConnectionId::parse(&pending.connection_id).map_err(ApiError::internal)?;
     let stream_id = id.stream();
-    let failed = Failure { ctx, stream_id: &stream_id, client_id: pending.client_id, id: &id, return_to: &pending.return_to, metadata };
+    let failed = Failure {
+        ctx,
+        stream_id: &stream_id,
+        client_id: pending.client_id,
+        id: &id,
+        return_to: &pending.return_to,
+        metadata,
+    };
     if let Some(error) = params.error.as_deref().filter(|e| !e.is_empty()) {
         let error = clip_code(error);
         let description = params.error_description.as_deref().map(clip_text).unwrap_or_else(|| error.clone());
@@ -1006,7 +1035,9 @@ pub async fn complete_authorization(
     let client = match clients::provider(ctx, pending.client_id).await {
         Ok(c) => c,
         Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
-            return failed.record("client_not_found".into(), "the client was deleted during the authorization".into()).await;
+            return failed
+                .record("client_not_found".into(), "the client was deleted during the authorization".into())
+                .await;
         }
         Err(e) => return Err(e),
     };
@@ -1070,7 +1101,12 @@ fn clip_text(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
-async fn record_any(ctx: &Context, stream_id: &str, event: ConnectionEvent, metadata: &Metadata) -> Result<(), ApiError> {
+async fn record_any(
+    ctx: &Context,
+    stream_id: &str,
+    event: ConnectionEvent,
+    metadata: &Metadata,
+) -> Result<(), ApiError> {
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
     // Take the row lock when there is a row, so an authorization never interleaves with a
@@ -1134,7 +1170,10 @@ pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>,
         .as_deref()
         .map(|s| {
             Status::parse(s).ok_or_else(|| {
-                ApiError::invalid_field("status", "status must be active, refresh_failing, reauthorization_required or revoked")
+                ApiError::invalid_field(
+                    "status",
+                    "status must be active, refresh_failing, reauthorization_required or revoked",
+                )
             })
         })
         .transpose()?
@@ -1149,7 +1188,10 @@ pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>,
     );
     let rows = ctx
         .db()
-        .query(&sql, &[(&params.client_id, Type::UUID), (&status, Type::TEXT), (&after, Type::TEXT), (&fetch, Type::INT8)])
+        .query(
+            &sql,
+            &[(&params.client_id, Type::UUID), (&status, Type::TEXT), (&after, Type::TEXT), (&fetch, Type::INT8)],
+        )
         .await?;
     let mut items = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
     let next_cursor = (items.len() as i64 > limit).then(|| {
@@ -1213,7 +1255,12 @@ pub async fn history(
 /// Revokes a connection: the provider's `revoke_url` is called when the client has one
 /// (best effort; the outcome is recorded), then ConnectionRevoked wipes the tokens from the
 /// projection. Revoking a revoked connection changes nothing.
-pub async fn revoke(ctx: &Context, provider: &Provider, id: &ConnectionId, metadata: &Metadata) -> Result<(), ApiError> {
+pub async fn revoke(
+    ctx: &Context,
+    provider: &Provider,
+    id: &ConnectionId,
+    metadata: &Metadata,
+) -> Result<(), ApiError> {
     let keyring = ctx.keyring().await?;
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
@@ -1319,7 +1366,13 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
             tx.query_typed(TOUCH, &[(&id, Type::TEXT), (at, Type::TIMESTAMPTZ), (version, Type::INT4)]).await?;
         }
         ConnectionEvent::TokenRefreshed {
-            expires_at, access_token, refresh_token, token_type, scopes, provider_data, ..
+            expires_at,
+            access_token,
+            refresh_token,
+            token_type,
+            scopes,
+            provider_data,
+            ..
         } => {
             let provider_data = if provider_data.is_object() { provider_data } else { Value::Object(Map::new()) };
             tx.query_typed(

@@ -87,9 +87,8 @@ impl fmt::Debug for KeyRing {
 impl KeyRing {
     /// Parses the JSON form; every key must be 32 bytes of standard base64.
     pub fn parse(json: &SecretString) -> Result<Self, CryptoError> {
-        let parsed: KeyRingJson = serde_json::from_str(json.expose_secret()).map_err(|e| {
-            CryptoError::KeyRing(format!("not the expected JSON shape ({:?})", e.classify()))
-        })?;
+        let parsed: KeyRingJson = serde_json::from_str(json.expose_secret())
+            .map_err(|e| CryptoError::KeyRing(format!("not the expected JSON shape ({:?})", e.classify())))?;
         let mut keys = BTreeMap::new();
         for (id, b64) in &parsed.keys {
             if id.is_empty() || id.contains(':') {

@@ -197,9 +197,15 @@ impl Provider {
     }
 
     /// Uses a refresh token (RFC 6749 §6).
-    pub async fn refresh(&self, endpoint: &TokenEndpoint, refresh_token: &SecretString) -> Result<TokenSet, ProviderError> {
-        let form =
-            vec![("grant_type", "refresh_token".to_owned()), ("refresh_token", refresh_token.expose_secret().to_owned())];
+    pub async fn refresh(
+        &self,
+        endpoint: &TokenEndpoint,
+        refresh_token: &SecretString,
+    ) -> Result<TokenSet, ProviderError> {
+        let form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.expose_secret().to_owned()),
+        ];
         self.token_request(endpoint, form).await
     }
 
@@ -223,7 +229,12 @@ impl Provider {
         }))
     }
 
-    fn post(&self, endpoint: &TokenEndpoint, url: &str, mut form: Vec<(&'static str, String)>) -> reqwest::RequestBuilder {
+    fn post(
+        &self,
+        endpoint: &TokenEndpoint,
+        url: &str,
+        mut form: Vec<(&'static str, String)>,
+    ) -> reqwest::RequestBuilder {
         let mut request = self.http.post(url).header(reqwest::header::ACCEPT, "application/json");
         match endpoint.auth_method {
             AuthMethod::ClientSecretPost => {
@@ -259,7 +270,10 @@ impl Provider {
             return Err(err);
         }
         if (300..400).contains(&status) {
-            return Err(ProviderError::new(ErrorClass::InvalidResponse, format!("token endpoint redirected (HTTP {status})")));
+            return Err(ProviderError::new(
+                ErrorClass::InvalidResponse,
+                format!("token endpoint redirected (HTTP {status})"),
+            ));
         }
         if !(200..300).contains(&status) {
             return Err(ProviderError::new(ErrorClass::Rejected, format!("token endpoint answered HTTP {status}")));
@@ -309,7 +323,9 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Opt
     let error = json.as_ref().and_then(|m| m.get("error")).and_then(|v| match v {
         Value::String(s) => Some(s.clone()),
         // A few providers nest it: {"error": {"code": ..., "message": ...}}.
-        Value::Object(o) => o.get("code").or_else(|| o.get("status")).map(|c| c.to_string().trim_matches('"').to_owned()),
+        Value::Object(o) => {
+            o.get("code").or_else(|| o.get("status")).map(|c| c.to_string().trim_matches('"').to_owned())
+        }
         _ => None,
     });
     let description = json
@@ -334,9 +350,8 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Opt
     } else {
         return None;
     };
-    let message = description
-        .or_else(|| error.clone())
-        .unwrap_or_else(|| format!("the provider answered HTTP {status}"));
+    let message =
+        description.or_else(|| error.clone()).unwrap_or_else(|| format!("the provider answered HTTP {status}"));
     Some(ProviderError { class, error: error.map(|e| clip(&e)), message: clip(&message), retry_after })
 }
 
@@ -384,7 +399,9 @@ fn token_set(mut map: Map<String, Value>) -> Result<TokenSet, ProviderError> {
 pub fn parse_scopes(value: &Value) -> Option<Vec<String>> {
     let items: Vec<String> = match value {
         Value::String(s) => s.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Value::Array(a) => {
+            a.iter().filter_map(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        }
         _ => return None,
     };
     let mut out: Vec<String> = Vec::with_capacity(items.len());
@@ -477,8 +494,9 @@ pub async fn create_state(
     let state = random_token::<32>();
     let hash = sha256(state.as_bytes());
     let pair = pkce.then(Pkce::generate);
-    let verifier =
-        pair.as_ref().map(|p| keyring.encrypt(Owner::new(&state_owner(&hash), "code_verifier"), p.verifier.expose_secret()));
+    let verifier = pair
+        .as_ref()
+        .map(|p| keyring.encrypt(Owner::new(&state_owner(&hash), "code_verifier"), p.verifier.expose_secret()));
     let hash_param = hash.as_slice();
     let ttl = STATE_TTL.as_secs_f64();
     let rows = ctx
@@ -521,12 +539,7 @@ pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Res
         .map(|ct| keyring.decrypt(Owner::new(&state_owner(&hash), "code_verifier"), &ct))
         .transpose()
         .map_err(ApiError::internal)?;
-    Ok(Some(PendingState {
-        client_id: row.get(0),
-        connection_id: row.get(1),
-        code_verifier,
-        return_to: row.get(3),
-    }))
+    Ok(Some(PendingState { client_id: row.get(0), connection_id: row.get(1), code_verifier, return_to: row.get(3) }))
 }
 
 #[cfg(test)]
@@ -581,7 +594,8 @@ mod tests {
 
     #[test]
     fn errors_are_classified() {
-        let c = |status, body: Value| classify_error(status, &serde_json::to_vec(&body).unwrap(), None).map(|e| e.class);
+        let c =
+            |status, body: Value| classify_error(status, &serde_json::to_vec(&body).unwrap(), None).map(|e| e.class);
         assert_eq!(c(400, json!({"error": "invalid_grant"})), Some(ErrorClass::InvalidGrant));
         assert_eq!(c(200, json!({"error": "invalid_code"})), Some(ErrorClass::InvalidGrant));
         assert_eq!(c(401, json!({"error": "invalid_client"})), Some(ErrorClass::Rejected));
@@ -601,7 +615,10 @@ mod tests {
 
     #[test]
     fn pkce_challenge_matches_rfc_7636_appendix_b() {
-        assert_eq!(challenge_of("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            challenge_of("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
         let p = Pkce::generate();
         assert_eq!(p.verifier.expose_secret().len(), 43);
         assert_eq!(challenge_of(p.verifier.expose_secret()), p.challenge);

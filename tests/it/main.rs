@@ -5,6 +5,11 @@ mod helpers;
 
 mod api_keys;
 mod event_store;
+mod fake_provider;
 mod http_plumbing;
 mod migrate;
+mod oauth_clients;
+mod oauth_flow;
+mod oauth_tokens;
+mod oauth_world;
 mod secrets;

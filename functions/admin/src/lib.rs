@@ -10,8 +10,9 @@ use axum::{
 };
 use serde::Deserialize;
 use shared::{
-    Context, api_keys, clients,
+    Context, api_keys,
     auth::{Principal, Scope},
+    clients,
     http::{ApiError, Json, Query},
 };
 use uuid::Uuid;
