@@ -15,6 +15,7 @@ pub mod http;
 pub mod migrations;
 pub mod oauth;
 pub mod projections;
+pub mod scheduled_refresh;
 pub mod secrets;
 pub mod telemetry;
 pub mod tls;

@@ -167,6 +167,15 @@ impl FakeProvider {
         self.state.issued.lock().unwrap().clone()
     }
 
+    /// Issues a token pair outside any flow (for seeding many connections at once).
+    pub fn mint(&self) -> (String, String) {
+        let n = self.state.counter.fetch_add(1, Ordering::SeqCst);
+        let (access, refresh) = (format!("at-m{n}"), format!("rt-m{n}-{}", uuid::Uuid::new_v4().simple()));
+        self.state.live_refresh.lock().unwrap().insert(refresh.clone());
+        self.state.issued.lock().unwrap().extend([access.clone(), refresh.clone()]);
+        (access, refresh)
+    }
+
     /// Kills every live refresh token (as a provider does when a user revokes access).
     pub fn forget_refresh_tokens(&self) {
         self.state.live_refresh.lock().unwrap().clear();
