@@ -74,10 +74,11 @@ async fn main() -> anyhow::Result<()> {
         }
         tx.commit().await?;
     }
-    let key = api_keys::create(&ctx, api_keys::NewApiKey { name: "bench".into(), scopes: vec![Scope::TokensRead] }, &meta)
-        .await
-        .map_err(err)?
-        .key;
+    let key =
+        api_keys::create(&ctx, api_keys::NewApiKey { name: "bench".into(), scopes: vec![Scope::TokensRead] }, &meta)
+            .await
+            .map_err(err)?
+            .key;
     std::fs::write(out.join("connection_ids.txt"), ids)?;
     std::fs::write(out.join("api_key.txt"), format!("{key}\n"))?;
     println!("seeded {n} connections into {}", out.display());

@@ -13,3 +13,4 @@ mod oauth_flow;
 mod oauth_tokens;
 mod oauth_world;
 mod secrets;
+mod token_refresh;

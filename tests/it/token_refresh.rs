@@ -39,7 +39,9 @@ async fn seed(w: &World, client: &str, prefix: &str, n: usize, expires_in: i64) 
             scopes: vec!["read".into()],
             provider_data: json!({}),
         };
-        projections::record(&tx, &stream, ExpectedVersion::NoStream, &[event], &Metadata::system("test")).await.unwrap();
+        projections::record(&tx, &stream, ExpectedVersion::NoStream, &[event], &Metadata::system("test"))
+            .await
+            .unwrap();
         ids.push(id);
     }
     tx.commit().await.unwrap();
@@ -96,7 +98,10 @@ async fn two_overlapping_invocations_over_200_due_connections_refresh_each_exact
         .app
         .client()
         .await
-        .query_one("SELECT count(*) FROM connections WHERE status = 'active' AND expires_at > now() + interval '50 minutes'", &[])
+        .query_one(
+            "SELECT count(*) FROM connections WHERE status = 'active' AND expires_at > now() + interval '50 minutes'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

@@ -1,3 +1,5 @@
+#![recursion_limit = "256"]
+
 use std::time::{Duration, SystemTime};
 
 use lambda_runtime::{LambdaEvent, service_fn};
