@@ -19,7 +19,13 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   say "release build (keyledger, bench_refresh)"
   cargo build --release --locked --bin keyledger --example bench_refresh
 fi
-BIN=$CARGO_TARGET_DIR/release
+# The target directory may be shared with other checkouts that build the same binaries:
+# run private copies, taken right after this build.
+BIN=$CACHE/bench-bin/$(basename "$0" .sh)
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  mkdir -p "$BIN/examples"
+  for b in keyledger examples/bench_refresh; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/$b"; done
+fi
 
 DB=keyledger_bench_refresh
 psql "$PG_SERVER_URL" -qc "drop database if exists $DB with (force)" >/dev/null

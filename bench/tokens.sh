@@ -34,7 +34,13 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   say "release build (keyledger, seed_connections)"
   cargo build --release --locked --bin keyledger --example seed_connections
 fi
-BIN=$CARGO_TARGET_DIR/release
+# The target directory may be shared with other checkouts that build the same binaries:
+# run private copies, taken right after this build.
+BIN=$CACHE/bench-bin/$(basename "$0" .sh)
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  mkdir -p "$BIN/examples"
+  for b in keyledger examples/seed_connections; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/$b"; done
+fi
 ENCRYPTION_KEYS=$("$BIN/keyledger" keys generate)
 export ENCRYPTION_KEYS RUST_LOG=warn LOG_FORMAT=json DB_POOL_MAX=$POOL LISTEN_ADDR=127.0.0.1:$PORT
 "$BIN/keyledger" migrate up >/dev/null
@@ -70,14 +76,25 @@ wait_quiet() {
   done
 }
 
+# CPU time (ticks) of a set of processes: the server, and its PostgreSQL backends.
+ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+HZ=$(getconf CLK_TCK)
+
 say "warm-up"
 BENCH_OUT=$OUT wrk -t2 -c32 -d3s -s bench/tokens.lua "http://127.0.0.1:$PORT" >/dev/null
 for c in 1 32; do
   t=$((c == 1 ? 1 : 2))
   wait_quiet
   say "keyledger: wrk -t$t -c$c -d${DURATION}s"
+  PG_PIDS=$(psql "$PG_SERVER_URL" -qAtc "select pid from pg_stat_activity where datname = '$DB'")
+  a0=$(ticks "$SERVER"); p0=$(ticks $PG_PIDS)
   BENCH_OUT=$OUT BENCH_NAME="keyledger-c$c" wrk -t$t -c$c -d"${DURATION}s" --latency -s bench/tokens.lua \
     "http://127.0.0.1:$PORT" | tee "$OUT/wrk-keyledger-c$c.txt" | grep -E "RESULT|Latency|Req/Sec|requests in"
+  a1=$(ticks "$SERVER"); p1=$(ticks $PG_PIDS)
+  reqs=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$OUT/wrk-keyledger-c$c.txt")
+  awk -v a=$((a1 - a0)) -v p=$((p1 - p0)) -v n="$reqs" -v hz="$HZ" \
+    'BEGIN { printf "CPU per request: keyledger %.3f ms, PostgreSQL %.3f ms (%d backends)\n", a * 1000 / hz / n, p * 1000 / hz / n, 0 }'
+  echo "postgres backends: $(echo $PG_PIDS | wc -w)"
   ps -o rss=,cmd= -p "$SERVER" | awk '{printf "keyledger serve RSS: %.1f MiB\n", $1/1024}'
 done
 kill "$SERVER"; wait "$SERVER" 2>/dev/null || true

@@ -57,7 +57,10 @@ async fn provider(port: u16) -> anyhow::Result<()> {
                 }))
             }),
         )
-        .route("/calls", get(|State(calls): State<Arc<AtomicU64>>| async move { calls.load(Ordering::Relaxed).to_string() }))
+        .route(
+            "/calls",
+            get(|State(calls): State<Arc<AtomicU64>>| async move { calls.load(Ordering::Relaxed).to_string() }),
+        )
         .with_state(calls);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     axum::serve(listener, app).await?;

@@ -95,6 +95,32 @@ CREATE INDEX connections_due ON connections (expires_at)
 CREATE INDEX connections_idle ON connections (refresh_token_used_at)
     WHERE status IN ('active', 'refresh_failing') AND refresh_token IS NOT NULL;
 
+-- The hot path of GET /v1/tokens/{id}: the API key (by SHA-256; NULL for the bootstrap admin
+-- key, checked in memory) and the connection in one call. A PL/pgSQL function because it
+-- caches its plans per server session: the join is not parsed and planned on every request,
+-- yet the caller needs no named prepared statement (which would pin RDS Proxy connections).
+-- No API key row → no row; a key without the connection → one row of NULL connection columns.
+CREATE FUNCTION token_lookup(p_key_hash bytea, p_connection_id text)
+RETURNS TABLE (o_key_id uuid, o_key_scopes text[], o_client_id uuid, o_status text, o_access_token text,
+               o_token_type text, o_expires_at timestamptz, o_scopes text[], o_last_failed_at timestamptz,
+               o_last_refreshed_at timestamptz, o_has_refresh_token boolean)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_key_hash IS NULL THEN
+        RETURN QUERY
+        SELECT NULL::uuid, NULL::text[], c.client_id, c.status, c.access_token, c.token_type, c.expires_at,
+               c.scopes, c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
+        FROM connections c WHERE c.connection_id = p_connection_id;
+    ELSE
+        RETURN QUERY
+        SELECT k.id, k.scopes, c.client_id, c.status, c.access_token, c.token_type, c.expires_at,
+               c.scopes, c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
+        FROM api_keys k LEFT JOIN connections c ON c.connection_id = p_connection_id
+        WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
+    END IF;
+END
+$$;
+
 -- Pending authorizations (not events: short-lived, deleted when used or expired).
 -- The state itself is never stored, only its SHA-256.
 CREATE TABLE oauth_states (

@@ -361,15 +361,13 @@ fn retry_after_throttle(last_failed_at: Option<DateTime<Utc>>, now: DateTime<Utc
 // ---------------------------------------------------------------------------------------
 // GET /v1/tokens/{id}: the hot path.
 
-/// The hot path's one statement: the API key and the connection together. A missing key
-/// gives no row; a missing connection gives a row of NULLs after the key's columns.
-const FETCH_WITH_KEY: &str = "
-SELECT k.id, k.scopes, c.client_id, c.status, c.access_token, c.token_type, c.expires_at, c.scopes,
-       c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
-FROM api_keys k LEFT JOIN connections c ON c.connection_id = $2
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL";
+/// The hot path's one statement: the API key and the connection together, through
+/// `token_lookup` (migration 0001), whose plans the server caches per session. A missing key
+/// gives no row; a missing connection gives a row of NULLs after the key's columns; a NULL
+/// key hash (the bootstrap admin key, checked in memory) reads the connection alone.
+const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
 
-/// The same for the bootstrap admin key, which is checked in memory.
+/// The connection alone, for re-reading after waiting for a refresh.
 const FETCH: &str = "
 SELECT NULL::uuid, NULL::text[], c.client_id, c.status, c.access_token, c.token_type, c.expires_at, c.scopes,
        c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
@@ -455,11 +453,12 @@ pub async fn fetch_token(
     let id_param = id.as_ref().map_or("", |i| i.as_str());
     let is_admin = ctx.admin_key_hash().await?.is_some_and(|admin| constant_time_eq(&hash, admin.as_slice()));
     let (actor, row) = if is_admin {
-        let rows = ctx.db().query(FETCH, &[(&id_param, Type::TEXT)]).await?;
+        let no_key: Option<&[u8]> = None;
+        let rows = ctx.db().query(TOKEN_LOOKUP, &[(&no_key, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
         ("admin:bootstrap".to_owned(), rows.into_iter().next())
     } else {
         let hash_param = hash.as_slice();
-        let rows = ctx.db().query(FETCH_WITH_KEY, &[(&hash_param, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
+        let rows = ctx.db().query(TOKEN_LOOKUP, &[(&hash_param, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
         let row = rows.into_iter().next().ok_or_else(|| unauthorized("unknown API key"))?;
         let scopes: Vec<String> = row.get(1);
         let allowed = scopes.iter().any(|s| s == Scope::TokensRead.as_str() || s == Scope::Admin.as_str());
@@ -766,6 +765,19 @@ fn lock_error(e: tokio_postgres::Error) -> ApiError {
     }
 }
 
+/// Sets the transaction's limits and takes the row lock. Both statements are sent at once
+/// (tokio-postgres pipelines them; the server still runs them in order), which saves a
+/// round trip on every refresh.
+async fn lock_row(ctx: &Context, tx: &Transaction<'_>, sql: &str, id: &ConnectionId) -> Result<Vec<Row>, ApiError> {
+    let limit = (ctx.config().provider_timeout + Duration::from_secs(5)).as_millis().to_string();
+    let id = id.as_str();
+    let limits: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&limit, Type::TEXT)];
+    let key: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] = [(&id, Type::TEXT)];
+    let (_, rows) =
+        tokio::try_join!(tx.query_typed(LOCAL_TIMEOUTS, &limits), tx.query_typed(sql, &key)).map_err(lock_error)?;
+    Ok(rows)
+}
+
 /// Refreshes one connection under its row lock. The provider is called only when, after
 /// the lock is taken, the connection still needs it; the result (new tokens, a failure,
 /// or a dead grant) is recorded in the same transaction that holds the lock.
@@ -774,13 +786,11 @@ pub async fn refresh(ctx: &Context, provider: &Provider, req: RefreshRequest<'_>
     let keyring = ctx.keyring().await?;
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
-    let limit = (ctx.config().provider_timeout + Duration::from_secs(5)).as_millis().to_string();
-    tx.query_typed(LOCAL_TIMEOUTS, &[(&limit, Type::TEXT)]).await?;
     let sql = match req.lock {
         LockMode::Wait => LOCK_WAIT,
         LockMode::SkipLocked => LOCK_SKIP,
     };
-    let rows = tx.query_typed(sql, &[(&id.as_str(), Type::TEXT)]).await.map_err(lock_error)?;
+    let rows = lock_row(ctx, &tx, sql, id).await?;
     let Some(row) = rows.first() else {
         return Ok(match req.lock {
             LockMode::Wait => RefreshOutcome::NotFound,
@@ -1264,9 +1274,7 @@ pub async fn revoke(
     let keyring = ctx.keyring().await?;
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
-    let limit = (ctx.config().provider_timeout + Duration::from_secs(5)).as_millis().to_string();
-    tx.query_typed(LOCAL_TIMEOUTS, &[(&limit, Type::TEXT)]).await?;
-    let rows = tx.query_typed(LOCK_WAIT, &[(&id.as_str(), Type::TEXT)]).await.map_err(lock_error)?;
+    let rows = lock_row(ctx, &tx, LOCK_WAIT, id).await?;
     let row = rows.first().ok_or_else(|| not_found(id.as_str()))?;
     let c = Locked::from_row(row, &keyring)?;
     if c.status == Status::Revoked {
