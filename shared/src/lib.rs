@@ -12,6 +12,8 @@ pub mod health;
 pub mod http;
 pub mod migrations;
 pub mod projections;
+pub mod provision;
+pub mod roles;
 pub mod secrets;
 pub mod telemetry;
 pub mod tls;

@@ -9,5 +9,6 @@ mod contract;
 mod event_store;
 mod http_plumbing;
 mod migrate;
+mod roles;
 mod secrets;
 mod tls;
