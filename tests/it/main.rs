@@ -6,6 +6,7 @@ mod helpers;
 mod api_keys;
 mod cli;
 mod contract;
+mod deploy;
 mod event_store;
 mod http_plumbing;
 mod migrate;
