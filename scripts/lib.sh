@@ -67,6 +67,9 @@ DEPLOY_VENV=$CACHE/venv-deploy
 deploy_tools() {
   venv_install "$DEPLOY_VENV" aws-sam-cli cfn-lint cargo-lambda ziglang
   export KEYLEDGER_DEPLOY_BIN=$DEPLOY_VENV/bin SAM_CLI_TELEMETRY=0
+  # sam finds cargo-lambda on PATH, and cargo-lambda runs zig as `python3 -m ziglang`, so
+  # this virtualenv's python3 must come first (moto's server is started by its full path).
+  export PATH="$DEPLOY_VENV/bin:$PATH"
   # cargo-lambda cross-compiles for Graviton; the standard library comes from rustup.
   rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu ||
     rustup target add aarch64-unknown-linux-gnu >/dev/null
