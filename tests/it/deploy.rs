@@ -378,44 +378,66 @@ fn the_schema_resource_runs_migrate_before_every_other_function() {
     }
 }
 
+/// Names of secrets (logical ids, parameters, attributes) mentioned in `v`.
+fn secret_names(v: &Value) -> BTreeSet<String> {
+    text(v)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+        .filter(|w| w.ends_with("Secret") || w.ends_with("SecretArn"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Logical ids of the secrets a function's environment names.
 fn secrets_in_environment(f: &TemplateFunction) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (key, value) in f.properties["Environment"]["Variables"].as_mapping().into_iter().flatten() {
         let key = key.as_str().unwrap();
         if key.ends_with("SECRET_ID") || key == "ROLE_SECRET_IDS" {
-            for word in text(value).split([' ', '[', ']', ',']) {
-                if word.ends_with("Secret") || word.ends_with("SecretArn") {
-                    out.insert(word.to_owned());
-                }
-            }
+            out.extend(secret_names(value));
         }
     }
     out
 }
 
+/// The statements of a function's own IAM role.
+fn role_statements(t: &Value, f: &TemplateFunction) -> Vec<Value> {
+    let role = text(&f.properties["Role"]);
+    let id = role
+        .strip_prefix("!GetAtt ")
+        .and_then(|r| r.strip_suffix(".Arn"))
+        .unwrap_or_else(|| panic!("{}: Role: !GetAtt <its own role>.Arn, got {role}", f.logical_id));
+    assert!(f.properties["Policies"].is_null(), "{}: permissions belong in its role", f.logical_id);
+    let policies = t["Resources"][id]["Properties"]["Policies"].as_sequence().unwrap();
+    assert_eq!(policies.len(), 1, "{id}: one policy");
+    policies[0]["PolicyDocument"]["Statement"].as_sequence().unwrap().clone()
+}
+
 #[test]
-fn each_function_may_read_only_the_secrets_it_is_given() {
+fn each_function_has_its_own_role_that_reads_only_its_own_secrets() {
+    let t = template();
     let functions = template_functions();
+    let mut roles_seen = BTreeSet::new();
     let mut db_secret_owner: BTreeMap<String, String> = BTreeMap::new();
     for (name, f) in &functions {
-        let policies = text(&f.properties["Policies"]);
-        assert!(!policies.contains("Resource=*") && !policies.contains("Resource=arn:aws:*"), "{name}: {policies}");
-        let statements = f.properties["Policies"][0]["Statement"].as_sequence().unwrap();
-        let reads: BTreeSet<String> = statements
-            .iter()
-            .filter(|s| text(&s["Action"]) == "secretsmanager:GetSecretValue")
-            .flat_map(|s| {
-                text(&s["Resource"])
-                    .split(' ')
-                    .filter(|w| w.ends_with("Secret") || w.ends_with("SecretArn"))
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+        assert!(roles_seen.insert(text(&f.properties["Role"])), "{name} shares its role");
+        let statements = role_statements(&t, f);
+        let mut reads = BTreeSet::new();
+        for s in &statements {
+            let (sid, action, resource) = (text(&s["Sid"]), text(&s["Action"]), text(&s["Resource"]));
+            // The only wildcard: Lambda's network interfaces in the VPC, which EC2 cannot scope.
+            if resource.contains('*') {
+                assert_eq!(sid, "VpcNetworkInterfaces", "{name}: {sid} has a wildcard resource ({resource})");
+                assert!(action.split(' ').all(|a| a.starts_with("ec2:") && a.contains("NetworkInterface") || a == "ec2:DescribeSubnets" || a.ends_with("PrivateIpAddresses")), "{name}: {action}");
+            }
+            if action.contains("logs:") {
+                assert_eq!(resource, format!("!GetAtt {}LogGroup.Arn", f.logical_id.trim_end_matches("Function")), "{name}: its own log group only");
+            }
+            if action == "secretsmanager:GetSecretValue" {
+                reads.extend(secret_names(&s["Resource"]));
+            }
+        }
         let given = secrets_in_environment(f);
         assert_eq!(reads, given, "{name}: may read {reads:?} but is given {given:?}");
-        assert!(!given.is_empty(), "{name} reads no secret?");
         if name != "migrate" {
             let db = text(&f.properties["Environment"]["Variables"]["DB_SECRET_ID"]);
             let db = db.trim_start_matches("!Ref ").to_owned();
