@@ -23,8 +23,8 @@ BEGIN
 END
 $$;
 
--- Triggers bind every role, the owner and superusers included; grants (migration 0002)
--- additionally leave the function roles with INSERT and SELECT only.
+-- Triggers bind every role, the owner and superusers included; grants (shared/src/roles.rs,
+-- applied by migrate) additionally leave the function roles with INSERT and SELECT at most.
 CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION events_are_immutable();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
@@ -260,3 +260,41 @@ CREATE TABLE request_log_keys (
     PRIMARY KEY (service, request_id)
 );
 CREATE INDEX request_log_keys_age ON request_log_keys (occurred_at);
+
+-- Partition upkeep without DDL rights: the request-log role may not create or drop tables
+-- (only migrate's user owns the schema), so it goes through these two functions, which run
+-- as their owner and can touch nothing but request_log's own partitions.
+CREATE FUNCTION request_log_create_partition(partition_name text, from_ts timestamptz, to_ts timestamptz)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF partition_name !~ '^request_log_[a-z0-9_]{1,40}$' OR partition_name = 'request_log_default'
+       OR partition_name = 'request_log_keys' THEN
+        RAISE EXCEPTION 'invalid partition name %', partition_name USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF to_regclass('public.' || partition_name) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE TABLE public.%I PARTITION OF public.request_log FOR VALUES FROM (%L) TO (%L)',
+                   partition_name, from_ts, to_ts);
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION request_log_drop_partition(partition_name text)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF partition_name = 'request_log_default' OR NOT EXISTS (
+        SELECT 1 FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE i.inhparent = 'public.request_log'::regclass AND n.nspname = 'public' AND c.relname = partition_name
+    ) THEN
+        RAISE EXCEPTION '% is not a droppable partition of request_log', partition_name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('DROP TABLE public.%I', partition_name);
+    RETURN true;
+END
+$$;
+REVOKE ALL ON FUNCTION request_log_create_partition(text, timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION request_log_drop_partition(text) FROM PUBLIC;

@@ -34,23 +34,45 @@ apt_install() {
   }
 }
 
-# Python tools from PyPI in a private virtualenv: moto[server], cargo-lambda, cfn-lint, ...
-python_tools() {
+# Installs PyPI packages (specs) into virtualenv $1 unless they are there already.
+venv_install() {
+  local venv=$1
+  shift
   command -v python3 >/dev/null || apt_install python3 python3-venv
-  if [ ! -x "$VENV/bin/pip" ]; then
-    say "creating $VENV"
-    python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
+  if [ ! -x "$venv/bin/pip" ]; then
+    say "creating $venv"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
   fi
   local missing=()
   for spec in "$@"; do
     local name=${spec%%[\[=<>]*}
-    "$VENV/bin/pip" show -q "$name" >/dev/null 2>&1 || missing+=("$spec")
+    "$venv/bin/pip" show -q "$name" >/dev/null 2>&1 || missing+=("$spec")
   done
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (PyPI)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${missing[@]}"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${missing[@]}"
   fi
+}
+
+# Python tools from PyPI in a private virtualenv: moto[server], cargo-lambda, ...
+python_tools() {
+  venv_install "$VENV" "$@"
   export PATH="$VENV/bin:$PATH"
+}
+
+# The deploy tool chain from PyPI: AWS SAM CLI, cfn-lint, cargo-lambda and zig (the arm64
+# cross linker). Its own virtualenv, because aws-sam-cli pins boto3/botocore versions that
+# must not fight moto's. KEYLEDGER_DEPLOY_BIN names its bin directory (the tests use it).
+DEPLOY_VENV=$CACHE/venv-deploy
+deploy_tools() {
+  venv_install "$DEPLOY_VENV" aws-sam-cli cfn-lint cargo-lambda ziglang
+  export KEYLEDGER_DEPLOY_BIN=$DEPLOY_VENV/bin SAM_CLI_TELEMETRY=0
+  # sam finds cargo-lambda on PATH, and cargo-lambda runs zig as `python3 -m ziglang`, so
+  # this virtualenv's python3 must come first (moto's server is started by its full path).
+  export PATH="$DEPLOY_VENV/bin:$PATH"
+  # cargo-lambda cross-compiles for Graviton; the standard library comes from rustup.
+  rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu ||
+    rustup target add aarch64-unknown-linux-gnu >/dev/null
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use shared::{
-    Context, api_keys, auth::Scope, config::Config, crypto::KeyRing, events::Metadata, migrations, projections,
+    Context, api_keys, auth::Scope, config::Config, crypto::KeyRing, events::Metadata, migrations, projections, roles,
     telemetry,
 };
 
@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Per-function database roles (applied by `migrate up` too when ROLE_SECRET_IDS is set).
+    Roles {
+        #[command(subcommand)]
+        action: RolesAction,
+    },
     /// Seed demo data for local development (idempotent).
     Demo,
     /// Serve every HTTP function's routes on one local address (LISTEN_ADDR), like API Gateway.
@@ -61,8 +66,18 @@ enum Command {
 enum MigrateAction {
     /// Applied, pending and changed migrations.
     Status,
-    /// Apply pending migrations.
+    /// Apply pending migrations, then the database roles when ROLE_SECRET_IDS is set.
     Up,
+    /// Print the hash of everything migrate applies (the template's SchemaHash parameter).
+    Hash,
+}
+
+#[derive(Subcommand)]
+enum RolesAction {
+    /// Create or update one role per function from the secrets named by ROLE_SECRET_IDS.
+    Apply,
+    /// Print the grants matrix (Markdown).
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +133,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use secrecy::ExposeSecret;
             println!("{}", KeyRing::generate_json(&id).expose_secret());
         }
+        Command::Migrate { action: MigrateAction::Hash } => println!("{}", roles::schema_hash()),
+        Command::Roles { action: RolesAction::Show } => print!("{}", roles::markdown_table()),
+        Command::Roles { action: RolesAction::Apply } => {
+            let ctx = context()?;
+            if ctx.config().role_secret_ids.is_empty() {
+                bail!("ROLE_SECRET_IDS is not set: it names each function's role secret");
+            }
+            let mut client = ctx.db().get().await.context("connecting to the database")?;
+            print(&roles::apply_configured(&ctx, &mut client).await?)?;
+        }
         Command::Migrate { action } => {
             let ctx = context()?;
             let mut client = ctx.db().get().await.context("connecting to the database")?;
@@ -129,7 +154,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         return Ok(ExitCode::FAILURE);
                     }
                 }
-                MigrateAction::Up => print(&migrations::up(&mut client).await?)?,
+                MigrateAction::Up => {
+                    print(&migrations::up(&mut client).await?)?;
+                    if let Some(applied) = roles::apply_configured(&ctx, &mut client).await? {
+                        print(&applied)?;
+                    }
+                }
+                MigrateAction::Hash => unreachable!("handled above"),
             }
         }
         Command::Replay { verify } => {

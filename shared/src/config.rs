@@ -4,7 +4,7 @@
 //! secret (that is `secrets`) and never reads the environment after start-up: a missing or
 //! malformed setting is an error that names the variable, so a bad deploy fails at init.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use secrecy::SecretString;
 
@@ -60,6 +60,13 @@ pub enum LogFormat {
 pub struct Config {
     /// Database credentials.
     pub database: DatabaseSource,
+    /// Host that completes or overrides the DB secret's (RDS-managed master secrets and the
+    /// per-function role secrets carry only `username` and `password`).
+    pub db_host: Option<String>,
+    /// Port that completes or overrides the DB secret's.
+    pub db_port: Option<u16>,
+    /// Database name that completes or overrides the DB secret's.
+    pub db_name: Option<String>,
     /// TLS mode of the database connection.
     pub db_sslmode: SslMode,
     /// CA bundle (PEM) used by `verify-full`; the bundled web roots when unset.
@@ -102,6 +109,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Address of the plain local HTTP server when not running under a Lambda runtime.
     pub listen_addr: SocketAddr,
+    /// Secrets Manager ids of the per-function database role secrets, by function name
+    /// (`ROLE_SECRET_IDS`, a JSON object; read by `migrate` only, empty elsewhere).
+    pub role_secret_ids: BTreeMap<String, String>,
     /// True inside a Lambda execution environment.
     pub on_lambda: bool,
 }
@@ -164,9 +174,25 @@ impl Config {
         };
 
         let keepalive_hours: u64 = parse(&get, "REFRESH_KEEPALIVE_HOURS", 0)?;
+        let role_secret_ids = match get("ROLE_SECRET_IDS") {
+            None => BTreeMap::new(),
+            Some(raw) => serde_json::from_str::<BTreeMap<String, String>>(&raw)
+                .ok()
+                .filter(|m| m.values().all(|id| !id.trim().is_empty()))
+                .ok_or_else(|| {
+                    ConfigError::new("ROLE_SECRET_IDS", "expected a JSON object of function name to secret id")
+                })?,
+        };
+        let db_port = match get("DB_PORT") {
+            None => None,
+            Some(_) => Some(positive(&get, "DB_PORT", 5432u16)?),
+        };
 
         Ok(Self {
             database,
+            db_host: get("DB_HOST"),
+            db_port,
+            db_name: get("DB_NAME"),
             db_sslmode,
             db_ca_bundle,
             db_pool_max: positive(&get, "DB_POOL_MAX", 2)?,
@@ -188,6 +214,7 @@ impl Config {
             http_body_limit: positive(&get, "HTTP_BODY_LIMIT_BYTES", 1024 * 1024 + 64 * 1024)?,
             log_format,
             listen_addr: parse(&get, "LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            role_secret_ids,
             on_lambda,
         })
     }
@@ -302,6 +329,9 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("LOG_OWN_REQUESTS", "perhaps"),
             ("TOKEN_EXPIRY_BUFFER_SECONDS", "soon"),
+            ("DB_PORT", "0"),
+            ("ROLE_SECRET_IDS", "admin=x"),
+            ("ROLE_SECRET_IDS", r#"{"admin": ""}"#),
         ] {
             let err = config(&[URL, (name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{name}={value}");
@@ -323,6 +353,20 @@ mod tests {
         assert_eq!(err.variable, "ADMIN_API_KEY/ADMIN_API_KEY_SECRET_ID");
         let err = config(&[URL]).unwrap().require_encryption_keys().unwrap_err();
         assert!(err.to_string().contains("ENCRYPTION_KEYS_SECRET_ID"));
+    }
+
+    #[test]
+    fn role_secret_ids_and_database_location_are_read() {
+        let c = config(&[
+            URL,
+            ("ROLE_SECRET_IDS", r#"{"admin": "arn:aws:secretsmanager:eu-west-1:1:secret:kl-admin"}"#),
+            ("DB_HOST", "db.internal"),
+            ("DB_PORT", "6432"),
+        ])
+        .unwrap();
+        assert_eq!(c.role_secret_ids["admin"], "arn:aws:secretsmanager:eu-west-1:1:secret:kl-admin");
+        assert_eq!((c.db_host.as_deref(), c.db_port, c.db_name.as_deref()), (Some("db.internal"), Some(6432), None));
+        assert!(config(&[URL]).unwrap().role_secret_ids.is_empty());
     }
 
     #[test]

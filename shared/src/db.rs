@@ -71,16 +71,16 @@ fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
     )
 }
 
-/// The RDS-style secret `{"username","password","host","port","dbname"}`.
+/// The RDS-style secret `{"username","password","host","port","dbname"}`; `host`, `port` and
+/// `dbname` may be missing (RDS-managed master secrets, per-function role secrets) when
+/// `DB_HOST`, `DB_PORT`, `DB_NAME` give them.
 #[derive(Deserialize)]
 pub struct RdsSecret {
     username: String,
     password: SecretString,
-    host: String,
-    #[serde(default = "default_port")]
-    port: u16,
-    #[serde(default = "default_dbname")]
-    dbname: String,
+    host: Option<String>,
+    port: Option<u16>,
+    dbname: Option<String>,
 }
 
 impl std::fmt::Debug for RdsSecret {
@@ -92,13 +92,6 @@ impl std::fmt::Debug for RdsSecret {
             .field("dbname", &self.dbname)
             .finish_non_exhaustive()
     }
-}
-
-fn default_port() -> u16 {
-    5432
-}
-fn default_dbname() -> String {
-    "postgres".into()
 }
 
 fn parse_rds_secret(raw: &SecretString) -> Result<RdsSecret, String> {
@@ -127,6 +120,12 @@ pub struct DbSettings {
     pub statement_timeout: Duration,
     /// `application_name` seen in `pg_stat_activity`.
     pub application_name: String,
+    /// `DB_HOST`: completes or overrides the secret's host.
+    pub host: Option<String>,
+    /// `DB_PORT`: completes or overrides the secret's port.
+    pub port: Option<u16>,
+    /// `DB_NAME`: completes or overrides the secret's database name.
+    pub dbname: Option<String>,
 }
 
 impl DbSettings {
@@ -139,6 +138,9 @@ impl DbSettings {
             connect_timeout: config.db_connect_timeout,
             statement_timeout: config.db_statement_timeout,
             application_name: application_name.to_owned(),
+            host: config.db_host.clone(),
+            port: config.db_port,
+            dbname: config.db_name.clone(),
         }
     }
 }
@@ -265,12 +267,17 @@ impl Db {
                 .map_err(|e| DbError::Unavailable(format!("DATABASE_URL is not a valid connection string: {e}")))?,
             Credentials::Secret(secret) => {
                 let rds = secret.get().await?;
+                // The environment wins: it names where this function must connect (an RDS
+                // Proxy endpoint, say), the secret only who it is.
+                let host = s.host.as_ref().or(rds.host.as_ref()).ok_or_else(|| {
+                    DbError::Unavailable("DB_SECRET_ID: the secret has no 'host' and DB_HOST is not set".into())
+                })?;
                 let mut pg = tokio_postgres::Config::new();
                 pg.user(&rds.username)
                     .password(rds.password.expose_secret())
-                    .host(&rds.host)
-                    .port(rds.port)
-                    .dbname(&rds.dbname);
+                    .host(host)
+                    .port(s.port.or(rds.port).unwrap_or(5432))
+                    .dbname(s.dbname.as_deref().or(rds.dbname.as_deref()).unwrap_or("postgres"));
                 pg
             }
         };

@@ -114,7 +114,7 @@ pub struct UpReport {
 }
 
 /// Arbitrary but fixed: the advisory lock that serialises concurrent `migrate` runs.
-const LOCK_KEY: i64 = 0x6b65_796c_6564_6772; // "keyledgr"
+pub(crate) const LOCK_KEY: i64 = 0x6b65_796c_6564_6772; // "keyledgr"
 
 const CREATE_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS schema_migrations (

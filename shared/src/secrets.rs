@@ -100,6 +100,32 @@ impl SecretsClient {
     }
 }
 
+impl SecretsClient {
+    /// The value of Secrets Manager secret `id` at version stage `stage` (`AWSPREVIOUS`…);
+    /// `None` when the secret has no version in that stage.
+    pub async fn fetch_stage(&self, id: &str, stage: &str) -> Result<Option<SecretString>, SecretsError> {
+        match self.sdk().await.get_secret_value().secret_id(id).version_stage(stage).send().await {
+            Ok(out) => Ok(out.secret_string.map(SecretString::from)),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
+            Err(e) => Err(SecretsError::Fetch {
+                id: id.to_owned(),
+                message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            }),
+        }
+    }
+
+    /// Stores a new current value of secret `id` (provisioning by `migrate`; functions never write).
+    pub async fn put(&self, id: &str, value: &SecretString) -> Result<(), SecretsError> {
+        self.sdk().await.put_secret_value().secret_id(id).secret_string(value.expose_secret()).send().await.map_err(
+            |e| SecretsError::Fetch {
+                id: id.to_owned(),
+                message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+            },
+        )?;
+        Ok(())
+    }
+}
+
 type Parser<T> = dyn Fn(&SecretString) -> Result<T, String> + Send + Sync;
 
 /// One secret, parsed into `T` and cached for a TTL; fetched again after the TTL or after

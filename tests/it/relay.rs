@@ -363,7 +363,14 @@ async fn entries_reach_a_real_eventbridge_bus() {
         ],
     )
     .await;
-    let summary = events_relay::handle(&app.ctx, &relay::EventBridge::new(bus.clone()), soon()).await.unwrap();
+    let summary = events_relay::handle(
+        &app.ctx,
+        &relay::EventBridge::new(bus.clone()),
+        &serde_json::from_str(include_str!("../fixtures/schedule.json")).unwrap(),
+        soon(),
+    )
+    .await
+    .unwrap();
     assert_eq!(summary["published"], 2, "{summary}");
 
     let mut received = Vec::new();

@@ -16,10 +16,17 @@ pub const FUNCTION: &str = "events-relay";
 /// Time kept back from the Lambda deadline to save the position.
 pub const SAVE_MARGIN: Duration = Duration::from_secs(3);
 
-/// One invocation: relay until caught up or `deadline`, then report.
-pub async fn handle(ctx: &Context, publisher: &impl Publisher, deadline: Instant) -> Result<Value, relay::RelayError> {
+/// One invocation (the `rate(1 minute)` schedule, or a manual invoke): relay until caught up
+/// or `deadline`, then report.
+pub async fn handle(
+    ctx: &Context,
+    publisher: &impl Publisher,
+    event: &Value,
+    deadline: Instant,
+) -> Result<Value, relay::RelayError> {
+    let trigger = shared::schedule::Trigger::of(event);
     let summary = relay::run(ctx, publisher, deadline).await?;
-    tracing::info!(summary = %serde_json::to_string(&summary).unwrap_or_default(), "relay run");
+    tracing::info!(event_id = trigger.id(), summary = %serde_json::to_string(&summary).unwrap_or_default(), "relay run");
     if !summary.skipped_run {
         metrics::emit(
             FUNCTION,

@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let (ctx, publisher) = (&ctx, &publisher);
         async move {
             let deadline = relay::deadline_from(event.context.deadline, events_relay::SAVE_MARGIN);
-            events_relay::handle(ctx, publisher, deadline).await.map_err(lambda_runtime::Error::from)
+            events_relay::handle(ctx, publisher, &event.payload, deadline).await.map_err(lambda_runtime::Error::from)
         }
     }))
     .await

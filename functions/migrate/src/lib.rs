@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shared::{Context, migrations};
+use shared::{Context, migrations, provision, roles};
 
 /// The function's name.
 pub const FUNCTION: &str = "migrate";
@@ -39,6 +39,9 @@ pub struct CustomResourceRequest {
     pub logical_resource_id: String,
     /// Present on Update and Delete.
     pub physical_resource_id: Option<String>,
+    /// The template's properties; `SchemaHash`, when not empty, must equal this build's.
+    #[serde(default)]
+    pub resource_properties: Value,
 }
 
 /// The answer PUT to `ResponseURL`.
@@ -86,9 +89,39 @@ pub async fn handle(
     }
 }
 
-async fn up(ctx: &Context) -> Result<migrations::UpReport, String> {
+/// What `up` did: migrations, then the key ring and the per-function database roles.
+#[derive(Debug, Serialize)]
+pub struct UpOutcome {
+    /// The migrations applied and the schema version.
+    #[serde(flatten)]
+    pub migrations: migrations::UpReport,
+    /// The key ring secret's state.
+    pub key_ring: provision::KeyRingState,
+    /// The roles applied; `null` when `ROLE_SECRET_IDS` is not set (local development).
+    pub roles: Option<Vec<roles::AppliedRole>>,
+}
+
+async fn up(ctx: &Context) -> Result<UpOutcome, String> {
+    let key_ring = provision::ensure_key_ring(ctx).await.map_err(|e| e.to_string())?;
     let mut client = ctx.db().get().await.map_err(|e| e.to_string())?;
-    migrations::up(&mut client).await.map_err(|e| e.to_string())
+    let report = migrations::up(&mut client).await.map_err(|e| e.to_string())?;
+    // After the migrations: the grants name tables they create.
+    let roles = roles::apply_configured(ctx, &mut client).await.map_err(|e| e.to_string())?;
+    Ok(UpOutcome { migrations: report, key_ring, roles })
+}
+
+/// Refuses a template that was deployed with the hash of another schema (a stale
+/// `SchemaHash` parameter); an empty or absent hash is not checked.
+fn check_schema_hash(properties: &Value) -> Result<(), String> {
+    match properties.get("SchemaHash").and_then(Value::as_str).map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(given) if given == roles::schema_hash() => Ok(()),
+        Some(given) => Err(format!(
+            "the template's SchemaHash is {given} but this migrate build applies {}; deploy with \
+             SchemaHash=$(keyledger migrate hash) (scripts/deploy does)",
+            roles::schema_hash()
+        )),
+    }
 }
 
 /// Runs the requested operation and builds the answer; never fails, never outlives the deadline.
@@ -103,8 +136,12 @@ pub async fn custom_resource(
         "Delete" => Ok(json!({})),
         "Create" | "Update" => {
             let budget = deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(ANSWER_MARGIN);
-            match tokio::time::timeout(budget, up(ctx)).await {
-                Ok(Ok(report)) => Ok(json!({"SchemaVersion": report.schema_version})),
+            let work = async {
+                check_schema_hash(&request.resource_properties)?;
+                up(ctx).await
+            };
+            match tokio::time::timeout(budget, work).await {
+                Ok(Ok(outcome)) => Ok(json!({"SchemaVersion": outcome.migrations.schema_version})),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(format!("migrations did not finish within {}s of the Lambda deadline", budget.as_secs())),
             }

@@ -27,7 +27,8 @@ pub async fn handle(
     deadline: SystemTime,
 ) -> Result<Value, lambda_runtime::Error> {
     let remaining = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
-    let event_id = event.get("id").and_then(Value::as_str).unwrap_or("-");
+    let trigger = shared::schedule::Trigger::of(event);
+    let event_id = trigger.id();
     let summary = scheduled_refresh::run(ctx, provider, Instant::now() + remaining)
         .await
         .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
