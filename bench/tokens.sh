@@ -93,7 +93,7 @@ for c in 1 32; do
   a1=$(ticks "$SERVER"); p1=$(ticks $PG_PIDS)
   reqs=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$OUT/wrk-keyledger-c$c.txt")
   awk -v a=$((a1 - a0)) -v p=$((p1 - p0)) -v n="$reqs" -v hz="$HZ" \
-    'BEGIN { printf "CPU per request: keyledger %.3f ms, PostgreSQL %.3f ms (%d backends)\n", a * 1000 / hz / n, p * 1000 / hz / n, 0 }'
+    'BEGIN { printf "CPU per request: keyledger %.3f ms, PostgreSQL %.3f ms\n", a * 1000 / hz / n, p * 1000 / hz / n }'
   echo "postgres backends: $(echo $PG_PIDS | wc -w)"
   ps -o rss=,cmd= -p "$SERVER" | awk '{printf "keyledger serve RSS: %.1f MiB\n", $1/1024}'
 done
@@ -101,6 +101,7 @@ kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 
 if [ "${PEER:-0}" = 1 ]; then
   # The peer writes its venv and outputs next to itself: run a private copy.
+  [ -x "$PEER_DIR/bench.sh" ] || { echo "no peer at $PEER_DIR (set PEER_DIR)" >&2; exit 1; }
   PEER_COPY=$CACHE/peer-fastapi
   mkdir -p "$PEER_COPY"
   cp -r "$PEER_DIR"/. "$PEER_COPY"/ && chmod -R u+w "$PEER_COPY"

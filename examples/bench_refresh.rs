@@ -67,6 +67,19 @@ async fn provider(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<u64> = s.rsplit(')').next()?.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+            // After the command name: state is not numeric, so utime and stime are 11 and 12 here.
+            Some(fields.get(10)? + fields.get(11)?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -128,13 +141,15 @@ async fn run(n: usize, token_url: &str) -> anyhow::Result<()> {
     // A Lambda allows 15 minutes at most; the run must finish well within that.
     let deadline = SystemTime::now() + Duration::from_secs(900);
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let summary = token_refresh::handle(&ctx, &provider, &event, deadline).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let wall = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
     let calls: u64 = reqwest::get(token_url.replace("/token", "/calls")).await?.text().await?.parse()?;
     let concurrency = ctx.config().refresh_concurrency as f64;
     let bound = n as f64 * 0.050 / concurrency;
     println!(
-        "RESULT connections={n} concurrency={concurrency} wall_s={:.2} bound_s={bound:.2} ratio={:.2} provider_calls={calls} peak_rss_mib={:.1} rss_after_seed_mib={:.1} summary={summary}",
+        "RESULT connections={n} concurrency={concurrency} wall_s={:.2} bound_s={bound:.2} ratio={:.2} provider_calls={calls} cpu_s={cpu:.2} peak_rss_mib={:.1} rss_after_seed_mib={:.1} summary={summary}",
         wall.as_secs_f64(),
         wall.as_secs_f64() / bound,
         peak_rss_kib() as f64 / 1024.0,
