@@ -60,10 +60,10 @@ trap 'exit 130' INT TERM
 # (1) tools -------------------------------------------------------------------------------
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 command -v psql >/dev/null && [[ -x "$PGBIN/initdb" ]] || die "PostgreSQL binaries not found (PGBIN)"
-log "building license-validate (release) and keyledger"
-(cd "$ROOT" && cargo build --release -q -p license-validate && cargo build -q -p keyledger)
+log "building license-validate and keyledger (release, $CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release -q -p license-validate -p keyledger)
 SERVER_BIN=$CARGO_TARGET_DIR/release/license-validate
-CLI=$CARGO_TARGET_DIR/debug/keyledger
+CLI=$CARGO_TARGET_DIR/release/keyledger
 
 # (2) PostgreSQL --------------------------------------------------------------------------
 as_pg() { if [[ "$(id -u)" == 0 ]]; then (cd /tmp && runuser -u postgres -- "$@"); else "$@"; fi; }
