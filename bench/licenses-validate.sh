@@ -94,7 +94,11 @@ fi
 # shellcheck disable=SC1091
 source "$OUT/secrets.env"
 export DATABASE_URL="$SERVER_URL/keyledger_bench" LOG_FORMAT=json RUST_LOG=warn
-"$CLI" migrate up >/dev/null
+if ! "$CLI" migrate up >/dev/null 2>"$OUT/migrate.err"; then
+  log "the migrations changed since the last seed ($(tail -1 "$OUT/migrate.err")); recreating keyledger_bench"
+  psql "$SERVER_URL/postgres" -qc "DROP DATABASE keyledger_bench WITH (FORCE)" -c "CREATE DATABASE keyledger_bench"
+  "$CLI" migrate up >/dev/null
+fi
 have=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM installations")
 if [[ "$SKIP_SEED" != 1 && "$have" -lt "$N" ]]; then
   log "seeding $N licenses with one installation each (SQLite file in the old service's format -> keyledger import-licenses)"
