@@ -16,8 +16,9 @@
 #
 # Knobs: N (10000), DURATION (15), WARMUP (3), POOL (DB_POOL_MAX of the keyledger server, 8),
 # OUT (~/.cache/keyledger/bench-licenses), PG_DIR, PG_PORT (55440), PORT (8711),
-# PEER_PORT (8712), PEER_SRC, PEER (1 = also run the peer), QUIET_MAX (10 % host busy),
-# QUIET_SECS (5), QUIET_WAIT (300), SKIP_SEED.
+# PEER_PORT (8712), PEER_SRC, PEER (1 = also run the peer), KEYLEDGER (1 = measure keyledger),
+# QUIET_MAX (10 % host busy), QUIET_SECS (5), QUIET_WAIT (300), NOISY_RETRIES (re-runs of a
+# noisy peer measurement, 1), SKIP_SEED.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +33,8 @@ PG_PORT=${PG_PORT:-55440}
 PORT=${PORT:-8711}
 PEER_PORT=${PEER_PORT:-8712}
 PEER=${PEER:-1}
+KEYLEDGER=${KEYLEDGER:-1}
+NOISY_RETRIES=${NOISY_RETRIES:-1}
 QUIET_MAX=${QUIET_MAX:-10}
 QUIET_SECS=${QUIET_SECS:-5}
 QUIET_WAIT=${QUIET_WAIT:-300}
@@ -182,8 +185,10 @@ VALID=$(curl -s -H 'content-type: application/json' -d "{\"license_key\":\"$KEY\
 NOTFOUND=$(curl -s -H 'content-type: application/json' -d '{"license_key":"NOPE","installation_id":"x"}' "http://127.0.0.1:$PORT/v1/licenses/validate")
 [[ "$NOTFOUND" == *'"code":"NOT_FOUND"'* && "$NOTFOUND" == *'"license":null'* ]] || die "smoke check failed: $NOTFOUND"
 log "sample answer: $VALID"
-measure keyledger-c1 1 1
-measure keyledger-c32 32 2
+if [[ "$KEYLEDGER" == 1 ]]; then
+  measure keyledger-c1 1 1
+  measure keyledger-c32 32 2
+fi
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 
 # (5) the peer, same cluster, same load -------------------------------------------------------
@@ -196,7 +201,7 @@ if [[ "$PEER" == 1 ]]; then
     t=$(( c < 2 ? 1 : 2 )); skip=$(( c == 1 ? 1 : 0 ))
     (cd "$OUT/peer-src" && PEER_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/peer_bench" ENDPOINTS=validate \
       CONCURRENCY=$c WRK_THREADS=$t PORT=$PEER_PORT OUT="$OUT/peer" DURATION="$DURATION" WARMUP="$WARMUP" N="$N" \
-      SKIP_SEED=$skip QUIET_MAX="$QUIET_MAX" ./bench.sh) >"$OUT/peer-c$c.log" 2>&1 || { tail -20 "$OUT/peer-c$c.log"; die "peer bench failed"; }
+      SKIP_SEED=$skip QUIET_MAX="$QUIET_MAX" QUIET_WAIT="$QUIET_WAIT" NOISY_RETRIES="$NOISY_RETRIES" ./bench.sh) >"$OUT/peer-c$c.log" 2>&1 || { tail -20 "$OUT/peer-c$c.log"; die "peer bench failed"; }
     PEER_ROWS+=("$(sed -e 's/^/c='"$c"' /' "$OUT/peer/results.raw" | tail -1)")
   done
 fi
