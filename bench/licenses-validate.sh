@@ -16,8 +16,9 @@
 #
 # Knobs: N (10000), DURATION (15), WARMUP (3), POOL (DB_POOL_MAX of the keyledger server, 8),
 # OUT (~/.cache/keyledger/bench-licenses), PG_DIR, PG_PORT (55440), PORT (8711),
-# PEER_PORT (8712), PEER_SRC, PEER (1 = also run the peer), QUIET_MAX (10 % host busy),
-# QUIET_SECS (5), QUIET_WAIT (300), SKIP_SEED.
+# PEER_PORT (8712), PEER_SRC, PEER (1 = also run the peer), KEYLEDGER (1 = measure keyledger),
+# QUIET_MAX (10 % host busy), QUIET_SECS (5), QUIET_WAIT (300), NOISY_RETRIES (re-runs of a
+# noisy peer measurement, 1), SKIP_SEED.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +33,8 @@ PG_PORT=${PG_PORT:-55440}
 PORT=${PORT:-8711}
 PEER_PORT=${PEER_PORT:-8712}
 PEER=${PEER:-1}
+KEYLEDGER=${KEYLEDGER:-1}
+NOISY_RETRIES=${NOISY_RETRIES:-1}
 QUIET_MAX=${QUIET_MAX:-10}
 QUIET_SECS=${QUIET_SECS:-5}
 QUIET_WAIT=${QUIET_WAIT:-300}
@@ -60,10 +63,10 @@ trap 'exit 130' INT TERM
 # (1) tools -------------------------------------------------------------------------------
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 command -v psql >/dev/null && [[ -x "$PGBIN/initdb" ]] || die "PostgreSQL binaries not found (PGBIN)"
-log "building license-validate (release) and keyledger"
-(cd "$ROOT" && cargo build --release -q -p license-validate && cargo build -q -p keyledger)
+log "building license-validate and keyledger (release, $CARGO_TARGET_DIR)"
+(cd "$ROOT" && cargo build --release -q -p license-validate -p keyledger)
 SERVER_BIN=$CARGO_TARGET_DIR/release/license-validate
-CLI=$CARGO_TARGET_DIR/debug/keyledger
+CLI=$CARGO_TARGET_DIR/release/keyledger
 
 # (2) PostgreSQL --------------------------------------------------------------------------
 as_pg() { if [[ "$(id -u)" == 0 ]]; then (cd /tmp && runuser -u postgres -- "$@"); else "$@"; fi; }
@@ -94,7 +97,11 @@ fi
 # shellcheck disable=SC1091
 source "$OUT/secrets.env"
 export DATABASE_URL="$SERVER_URL/keyledger_bench" LOG_FORMAT=json RUST_LOG=warn
-"$CLI" migrate up >/dev/null
+if ! "$CLI" migrate up >/dev/null 2>"$OUT/migrate.err"; then
+  log "the migrations changed since the last seed ($(tail -1 "$OUT/migrate.err")); recreating keyledger_bench"
+  psql "$SERVER_URL/postgres" -qc "DROP DATABASE keyledger_bench WITH (FORCE)" -c "CREATE DATABASE keyledger_bench"
+  "$CLI" migrate up >/dev/null
+fi
 have=$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM installations")
 if [[ "$SKIP_SEED" != 1 && "$have" -lt "$N" ]]; then
   log "seeding $N licenses with one installation each (SQLite file in the old service's format -> keyledger import-licenses)"
@@ -178,8 +185,10 @@ VALID=$(curl -s -H 'content-type: application/json' -d "{\"license_key\":\"$KEY\
 NOTFOUND=$(curl -s -H 'content-type: application/json' -d '{"license_key":"NOPE","installation_id":"x"}' "http://127.0.0.1:$PORT/v1/licenses/validate")
 [[ "$NOTFOUND" == *'"code":"NOT_FOUND"'* && "$NOTFOUND" == *'"license":null'* ]] || die "smoke check failed: $NOTFOUND"
 log "sample answer: $VALID"
-measure keyledger-c1 1 1
-measure keyledger-c32 32 2
+if [[ "$KEYLEDGER" == 1 ]]; then
+  measure keyledger-c1 1 1
+  measure keyledger-c32 32 2
+fi
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 
 # (5) the peer, same cluster, same load -------------------------------------------------------
@@ -192,7 +201,7 @@ if [[ "$PEER" == 1 ]]; then
     t=$(( c < 2 ? 1 : 2 )); skip=$(( c == 1 ? 1 : 0 ))
     (cd "$OUT/peer-src" && PEER_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/peer_bench" ENDPOINTS=validate \
       CONCURRENCY=$c WRK_THREADS=$t PORT=$PEER_PORT OUT="$OUT/peer" DURATION="$DURATION" WARMUP="$WARMUP" N="$N" \
-      SKIP_SEED=$skip QUIET_MAX="$QUIET_MAX" ./bench.sh) >"$OUT/peer-c$c.log" 2>&1 || { tail -20 "$OUT/peer-c$c.log"; die "peer bench failed"; }
+      SKIP_SEED=$skip QUIET_MAX="$QUIET_MAX" QUIET_WAIT="$QUIET_WAIT" NOISY_RETRIES="$NOISY_RETRIES" ./bench.sh) >"$OUT/peer-c$c.log" 2>&1 || { tail -20 "$OUT/peer-c$c.log"; die "peer bench failed"; }
     PEER_ROWS+=("$(sed -e 's/^/c='"$c"' /' "$OUT/peer/results.raw" | tail -1)")
   done
 fi

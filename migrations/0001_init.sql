@@ -160,6 +160,9 @@ CREATE TABLE licenses (
     max_inactive_days   integer     CHECK (max_inactive_days > 0),
     expires_at          timestamptz,
     metadata            jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    -- Rows in installations for this license, kept by the projection so that the hot path
+    -- never counts them.
+    installations_used  integer     NOT NULL DEFAULT 0 CHECK (installations_used >= 0),
     created_at          timestamptz NOT NULL,
     updated_at          timestamptz NOT NULL,
     version             integer     NOT NULL
@@ -179,8 +182,7 @@ CREATE TABLE installations (
 );
 
 -- The hot path of POST /v1/licenses/validate (DESIGN §6.6), called as one statement:
--- find the license by key hash, touch last_seen_at only when the license is usable, count
--- the installations. A function because PL/pgSQL keeps its statements' plans for the life
+-- find the license by key hash, touch last_seen_at only when the license is usable. A function because PL/pgSQL keeps its statements' plans for the life
 -- of the backend: the unnamed statements the functions send (no protocol-level prepared
 -- statements: they would pin RDS Proxy connections) are otherwise planned on every call,
 -- which costs more than executing them. The codes and their precedence stay in Rust.
@@ -196,13 +198,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
     l record;
 BEGIN
-    SELECT li.id, li.status, li.expires_at, li.max_installations, li.key_hash INTO l
+    SELECT li.id, li.status, li.expires_at, li.max_installations, li.key_hash, li.installations_used INTO l
     FROM licenses li WHERE li.key_hash = p_key_hash;
     IF NOT FOUND THEN
         RETURN;
     END IF;
     id := l.id; status := l.status; expires_at := l.expires_at; max_installations := l.max_installations;
-    key_hash := l.key_hash; checked_at := now();
+    key_hash := l.key_hash; installations_used := l.installations_used; checked_at := now();
     expired := l.expires_at IS NOT NULL AND l.expires_at <= checked_at;
     IF l.status = 'active' AND NOT expired THEN
         PERFORM set_config('synchronous_commit', 'off', true);
@@ -213,7 +215,6 @@ BEGIN
         SELECT i.activated_at, i.last_seen_at INTO activated_at, last_seen_at
         FROM installations i WHERE i.license_id = l.id AND i.installation_id = p_installation_id;
     END IF;
-    SELECT count(*) INTO installations_used FROM installations i WHERE i.license_id = l.id;
     RETURN NEXT;
 END
 $$;

@@ -452,7 +452,7 @@ pub struct License {
 
 const LICENSE_COLUMNS: &str = "l.id, l.email, l.status, l.max_installations, l.max_inactive_days, l.expires_at, \
      l.metadata, l.created_at, l.updated_at, \
-     (SELECT count(*) FROM installations c WHERE c.license_id = l.id) AS used, \
+     l.installations_used::bigint AS used, \
      l.expires_at IS NOT NULL AND l.expires_at <= now() AS expired, l.license_key";
 
 fn license_from_row(row: &Row) -> License {
@@ -1016,7 +1016,7 @@ fn license_code(status: LicenseStatus, expired: bool) -> Option<CheckCode> {
 /// The whole validation in one statement (one round trip): `license_validate` in
 /// `migrations/0001_init.sql` finds the license by key hash, touches the installation's
 /// `last_seen_at` only when the license is usable (with `synchronous_commit` off for that
-/// transaction alone) and counts the installations. It is a PL/pgSQL function so that its
+/// transaction alone) and reads the projection's `installations_used`. It is a PL/pgSQL function so that its
 /// plans are cached in the backend; this unnamed statement itself is trivial to plan.
 const VALIDATE: &str = "SELECT * FROM license_validate($1, $2)";
 
@@ -1294,13 +1294,14 @@ WITH added AS (
     INSERT INTO installations (license_id, installation_id, name, activated_at, last_seen_at)
     VALUES ($1, $2, $3, $4, $4)
 )
-UPDATE licenses SET version = $5 WHERE id = $1";
+UPDATE licenses SET version = $5, installations_used = installations_used + 1 WHERE id = $1";
 
 const DEACTIVATED: &str = "
 WITH removed AS (
-    DELETE FROM installations WHERE license_id = $1 AND installation_id = $2
+    DELETE FROM installations WHERE license_id = $1 AND installation_id = $2 RETURNING 1
 )
-UPDATE licenses SET version = $3 WHERE id = $1";
+UPDATE licenses SET version = $3, installations_used = installations_used - (SELECT count(*) FROM removed)
+WHERE id = $1";
 
 /// Applies one `license-` event to the `licenses` and `installations` projections.
 pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
