@@ -167,7 +167,8 @@ async fn main() -> anyhow::Result<()> {
     let db_name = "kl_bench_request_log";
     let (admin, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE); CREATE DATABASE {db_name}")).await?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await?;
+    admin.batch_execute(&format!("CREATE DATABASE {db_name}")).await?;
     let (prefix, _) = server.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("BENCH_DATABASE_URL needs a database"))?;
     let url = format!("{prefix}/{db_name}");
     {
