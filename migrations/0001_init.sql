@@ -30,6 +30,19 @@ CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_are_immutable();
 
+-- Where each relay of the log to the outside stands (DESIGN §6.11). `position` is the
+-- last event handled; a gap below a newer committed event is waited on until every
+-- transaction that could still fill it (xid < gap_xmax) has ended.
+CREATE TABLE relay_state (
+    name            text        PRIMARY KEY,
+    position        bigint      NOT NULL DEFAULT 0,
+    gap_position    bigint,
+    gap_xmax        bigint,
+    published_total bigint      NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO relay_state (name) VALUES ('eventbridge');
+
 -- API keys (DESIGN §6.8). Only the SHA-256 of a key is kept.
 CREATE TABLE api_keys (
     id          uuid        PRIMARY KEY,
@@ -130,6 +143,46 @@ CREATE TABLE installations (
     last_seen_at    timestamptz NOT NULL,
     PRIMARY KEY (license_id, installation_id)
 );
+
+-- The hot path of POST /v1/licenses/validate (DESIGN §6.6), called as one statement:
+-- find the license by key hash, touch last_seen_at only when the license is usable, count
+-- the installations. A function because PL/pgSQL keeps its statements' plans for the life
+-- of the backend: the unnamed statements the functions send (no protocol-level prepared
+-- statements: they would pin RDS Proxy connections) are otherwise planned on every call,
+-- which costs more than executing them. The codes and their precedence stay in Rust.
+-- synchronous_commit is off for this call's own transaction only (set_config(.., true)):
+-- last_seen_at is an observation, losing the last fraction of a second of them in a crash
+-- is harmless, and waiting for the WAL flush would dominate every check.
+CREATE FUNCTION license_validate(p_key_hash bytea, p_installation_id text)
+RETURNS TABLE (id uuid, status text, expires_at timestamptz, max_installations integer, key_hash bytea,
+               installations_used bigint, activated_at timestamptz, last_seen_at timestamptz,
+               expired boolean, checked_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    l record;
+BEGIN
+    SELECT li.id, li.status, li.expires_at, li.max_installations, li.key_hash INTO l
+    FROM licenses li WHERE li.key_hash = p_key_hash;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    id := l.id; status := l.status; expires_at := l.expires_at; max_installations := l.max_installations;
+    key_hash := l.key_hash; checked_at := now();
+    expired := l.expires_at IS NOT NULL AND l.expires_at <= checked_at;
+    IF l.status = 'active' AND NOT expired THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+        UPDATE installations i SET last_seen_at = checked_at
+        WHERE i.license_id = l.id AND i.installation_id = p_installation_id
+        RETURNING i.activated_at, i.last_seen_at INTO activated_at, last_seen_at;
+    ELSE
+        SELECT i.activated_at, i.last_seen_at INTO activated_at, last_seen_at
+        FROM installations i WHERE i.license_id = l.id AND i.installation_id = p_installation_id;
+    END IF;
+    SELECT count(*) INTO installations_used FROM installations i WHERE i.license_id = l.id;
+    RETURN NEXT;
+END
+$$;
 
 -- Request log (DESIGN §6.7): its own append-only table, partitioned by month so that
 -- retention drops whole partitions. Partitions are created by the daily upkeep; the

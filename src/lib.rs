@@ -10,6 +10,7 @@ pub fn local_router(ctx: Context) -> Router {
     let app = Router::new()
         .route("/health", get(shared::health::health).with_state(ctx.clone()))
         .merge(admin::routes(ctx.clone()))
+        .merge(license_validate::routes(ctx.clone()))
         .merge(request_log::routes(ctx));
     shared::http::finish(app, &config)
 }

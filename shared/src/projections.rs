@@ -12,6 +12,7 @@ use tokio_postgres::{IsolationLevel, Transaction};
 use crate::{
     api_keys,
     events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
+    licenses,
 };
 
 /// A table rebuilt from the log.
@@ -26,12 +27,18 @@ pub struct ProjectionTable {
 }
 
 /// Every projection table, parents before children.
-pub const TABLES: &[ProjectionTable] = &[ProjectionTable { name: "api_keys", key: "id", ignore: &[] }];
+pub const TABLES: &[ProjectionTable] = &[
+    ProjectionTable { name: "api_keys", key: "id", ignore: &[] },
+    ProjectionTable { name: "licenses", key: "id", ignore: &[] },
+    // last_seen_at is an observation updated in place by every validation (DESIGN §4.2).
+    ProjectionTable { name: "installations", key: "license_id, installation_id", ignore: &["last_seen_at"] },
+];
 
 /// Applies one recorded event to the projection its stream belongs to.
 pub async fn apply(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
     match event.stream_id.split_once('-').map(|(kind, _)| kind) {
         Some("apikey") => api_keys::project(tx, event).await,
+        Some("license") => licenses::project(tx, event).await,
         _ => Err(EventStoreError::Payload(format!("no projection for stream '{}'", event.stream_id))),
     }
 }
