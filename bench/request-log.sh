@@ -3,7 +3,9 @@
 # Builds the bench in release mode, waits until the machine is quiet (other work on a small
 # machine distorts the numbers), then runs bench/request_log.rs against local PostgreSQL.
 # Knobs: BENCH_DATABASE_URL, BENCH_CONCURRENCY (4), BENCH_POOL (4), BENCH_QUERIES (2000),
-# QUIET_MAX (host busy % that counts as quiet, 15), QUIET_SECS (6), QUIET_WAIT (600 s).
+# QUIET_MAX (host busy % that counts as quiet, 15), QUIET_SECS (6), QUIET_WAIT (600 s),
+# BENCH_BIN (an already built bench binary: skips cargo, whose build lock other builds on a
+# shared target directory can hold for many minutes).
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 
@@ -11,8 +13,15 @@ ensure_rust
 ensure_postgres
 export BENCH_DATABASE_URL=${BENCH_DATABASE_URL:-$PG_SERVER_URL}
 
-say "building the benchmark (release)"
-cargo bench --locked --bench request_log --no-run
+if [ -z "${BENCH_BIN:-}" ]; then
+  say "building the benchmark (release)"
+  BENCH_BIN=$(cargo bench --locked --bench request_log --no-run --message-format=json |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "request_log" and m.get("executable"):
+        print(m["executable"])')
+fi
 
 host_busy_pct() { # busy % of the whole host over $1 seconds
   local a0 i0 a1 i1
@@ -31,4 +40,4 @@ while :; do
   waited=$((waited + QUIET_SECS))
 done
 say "load average: $(cut -d' ' -f1-3 /proc/loadavg); PostgreSQL: $(psql "$BENCH_DATABASE_URL" -Atc 'select version()' | cut -d' ' -f1-2), fsync=$(psql "$BENCH_DATABASE_URL" -Atc 'show fsync'), synchronous_commit=$(psql "$BENCH_DATABASE_URL" -Atc 'show synchronous_commit')"
-cargo bench --locked --bench request_log
+"$BENCH_BIN" --bench

@@ -35,13 +35,18 @@ fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-/// Host CPU ticks (busy, total) and CPU ticks of this process and of every `postgres` process.
+/// Host CPU ticks (busy, total), and CPU ticks of this process and of the PostgreSQL
+/// backends serving the bench database (other databases on the server are other work).
 struct CpuSample {
     host_busy: u64,
     host_total: u64,
     own: u64,
     postgres: u64,
 }
+
+const DB_NAME: &str = "kl_bench_request_log";
+/// Clock ticks per second of /proc's CPU times (USER_HZ).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 fn proc_ticks(stat: &str) -> u64 {
     // Fields after the `(comm)`: utime is the 14th field of the line, stime the 15th.
@@ -62,7 +67,9 @@ fn sample() -> CpuSample {
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
             let path = entry.path();
-            if std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == "postgres") {
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            let title = String::from_utf8_lossy(&cmdline);
+            if title.starts_with("postgres: ") && title.contains(&format!(" {DB_NAME} ")) {
                 postgres += proc_ticks(&std::fs::read_to_string(path.join("stat")).unwrap_or_default());
             }
         }
@@ -70,33 +77,47 @@ fn sample() -> CpuSample {
     CpuSample { host_busy: total - idle, host_total: total, own, postgres }
 }
 
-/// "host X% busy (of all cores): bench Y%, postgres Z%, other W%" between two samples.
-fn cpu_report(a: &CpuSample, b: &CpuSample) -> String {
+/// "host X% busy (of all cores): bench Y%, its postgres backends Z%, other W%" between two
+/// samples, and the CPU time the work itself cost per `unit` (records or queries).
+fn cpu_report(a: &CpuSample, b: &CpuSample, units: usize, unit: &str) -> String {
     let total = (b.host_total - a.host_total).max(1) as f64;
     let pct = |ticks: u64| 100.0 * ticks as f64 / total;
     let busy = b.host_busy - a.host_busy;
     let own = b.own - a.own;
     let pg = b.postgres.saturating_sub(a.postgres);
+    let micros = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / units.max(1) as f64;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from) as f64;
     format!(
-        "host {:.0}% busy (of all cores): bench process {:.0}%, postgres {:.0}%, other {:.0}%",
+        "host {:.0}% busy (of all cores): bench process {:.0}%, its postgres backends {:.0}%, other work {:.0}%\n  \
+         cpu per {unit}: {:.1} us in the bench process (router) + {:.1} us in postgres = {:.1} us; \
+         {cores} idle cores would do {:.0} {unit}s/s",
         pct(busy),
         pct(own),
         pct(pg),
-        pct(busy.saturating_sub(own + pg))
+        pct(busy.saturating_sub(own + pg)),
+        micros(own),
+        micros(pg),
+        micros(own + pg),
+        cores * 1e6 / micros(own + pg).max(0.001),
     )
 }
 
 fn record(i: usize, now: chrono::DateTime<Utc>) -> Value {
     // Deterministic spread: 20 services, 80% 200s, the rest 201/404/500/503; bodies of a
     // few hundred bytes with a secret to redact in some of them.
-    let status = match i % 20 {
-        0 => 404,
-        1 => 500,
-        2 => 201,
-        3 if i % 40 == 3 => 503,
+    // Status independent of the service (i / SERVICES): 80% 200, 5% 201, 404 and 500 each,
+    // 2.5% 503 (the rare one), 2.5% 429.
+    let status = match (i / SERVICES) % 40 {
+        0 | 1 => 201,
+        2 | 3 => 404,
+        4 | 5 => 500,
+        6 => 503,
+        7 => 429,
         _ => 200,
     };
-    let at = now - Days::milliseconds(((i as i64).wrapping_mul(7919)) % (25 * 86_400_000));
+    // Roughly in arrival order, as live traffic is: one record per millisecond over the
+    // last ~17 minutes for the million, each up to 2 s out of order.
+    let at = now - Days::milliseconds(1_100_000 - i as i64 + (i as i64).wrapping_mul(7919) % 2000);
     json!({
         "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "service": format!("svc-{:02}", i % SERVICES),
@@ -164,10 +185,11 @@ async fn main() -> anyhow::Result<()> {
     let concurrency: usize = env("BENCH_CONCURRENCY", "4").parse()?;
     let pool = env("BENCH_POOL", "4");
     let queries: usize = env("BENCH_QUERIES", "2000").parse()?;
-    let db_name = "kl_bench_request_log";
+    let db_name = DB_NAME;
     let (admin, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE); CREATE DATABASE {db_name}")).await?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await?;
+    admin.batch_execute(&format!("CREATE DATABASE {db_name}")).await?;
     let (prefix, _) = server.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("BENCH_DATABASE_URL needs a database"))?;
     let url = format!("{prefix}/{db_name}");
     {
@@ -183,8 +205,9 @@ async fn main() -> anyhow::Result<()> {
     ]);
     let ctx = Context::new(Config::from_lookup(|n| vars.get(n).cloned())?, "bench");
     let now = Utc::now();
-    // Partitions for the last 25 days and ahead, as the daily schedule keeps them.
-    partitions::upkeep(ctx.db(), now - Days::days(31), 90).await?;
+    // Partitions as the daily schedule keeps them (the previous month too, in case the last
+    // 17 minutes straddle the first of the month).
+    partitions::upkeep(ctx.db(), now - Days::days(1), 90).await?;
     partitions::upkeep(ctx.db(), now, 90).await?;
     let key = api_keys::create(
         &ctx,
@@ -214,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
         n as f64 / took.as_secs_f64(),
         took.as_secs_f64() * 1000.0 * concurrency as f64 / (n / BATCH) as f64
     );
-    println!("  cpu during ingest: {}", cpu_report(&before, &after));
+    println!("  cpu during ingest: {}", cpu_report(&before, &after, n, "record"));
 
     let total = 1_000_000;
     let fill_started = Instant::now();
@@ -279,7 +302,7 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&latencies, 0.99)),
         ms(*latencies.last().unwrap_or(&Duration::ZERO)),
     );
-    println!("  cpu during queries: {}", cpu_report(&before, &after));
+    println!("  cpu during queries: {}", cpu_report(&before, &after, queries + 100, "query"));
     drop(client);
     if env("BENCH_KEEP", "0") != "1" {
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).await?;
