@@ -13,6 +13,7 @@
     hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short',
   });
   const DATE = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: '2-digit' });
+  const COMPACT = new Intl.DateTimeFormat(undefined, { month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit' });
   const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 
   // ---- DOM -----------------------------------------------------------------------------
@@ -43,12 +44,17 @@
 
   // ---- time ----------------------------------------------------------------------------
 
-  /** A <time> in the browser's time zone; the exact UTC instant in its title. */
+  /**
+   * A <time> in the browser's time zone; the exact UTC instant in its title. Options:
+   * `empty` (text when there is no time), `dateOnly`, `compact` (month, day, hour, minute:
+   * for tables, whose page names the time zone once).
+   */
   function time(iso, options) {
-    if (!iso) return h('span', { class: 'muted' }, options && options.empty ? options.empty : '—');
+    const o = options || {};
+    if (!iso) return h('span', { class: 'muted' }, o.empty || '—');
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return h('span', {}, iso);
-    const text = options && options.dateOnly ? DATE.format(d) : DATE_TIME.format(d);
+    const text = (o.dateOnly ? DATE : o.compact ? COMPACT : DATE_TIME).format(d);
     return h('time', { datetime: iso, title: d.toISOString() }, text);
   }
 

@@ -9,19 +9,22 @@
   let eventsCursor = null;
   let currentId = null;
 
-  function expiry(iso) {
-    if (!iso) return h('span', { class: 'muted' }, 'no expiry');
-    const past = new Date(iso).getTime() <= Date.now();
-    return h('span', { class: past ? 'expired' : '' }, time(iso), h('br'),
-      h('small', { class: 'muted' }, past ? `expired ${KL.relative(iso)}` : `expires ${KL.relative(iso)}`));
+  function expiry(c, compact) {
+    // A revoked connection's tokens are gone: its last expiry means nothing any more.
+    if (c.status === 'revoked') return h('span', { class: 'muted' }, 'no token');
+    if (!c.expires_at) return h('span', { class: 'muted' }, 'never expires');
+    const past = new Date(c.expires_at).getTime() <= Date.now();
+    return h('span', { class: `expiry${past ? ' expired' : ''}` },
+      h('span', {}, past ? `expired ${KL.relative(c.expires_at)}` : `expires ${KL.relative(c.expires_at)}`), ' ',
+      h('small', { class: 'muted' }, time(c.expires_at, { compact })));
   }
 
   function connectionRow(c) {
-    return h('tr', { dataset: { id: c.connection_id } },
+    return h('tr', { dataset: { id: c.connection_id }, class: c.connection_id === currentId ? 'selected' : null },
       h('td', { 'data-label': 'Connection' }, h('code', {}, c.connection_id)),
       h('td', { 'data-label': 'Status' }, badge(c.status)),
-      h('td', { 'data-label': 'Token expiry' }, expiry(c.expires_at)),
-      h('td', { 'data-label': 'Last refresh' }, time(c.last_refreshed_at, { empty: 'never' })),
+      h('td', { 'data-label': 'Token' }, expiry(c, true)),
+      h('td', { 'data-label': 'Last refresh' }, time(c.last_refreshed_at, { empty: 'never', compact: true })),
       h('td', { 'data-label': 'Failures', class: 'num' }, String(c.consecutive_failures)),
       h('td', { class: 'row-actions' }, h('button', {
         type: 'button', class: 'secondary small',
@@ -43,7 +46,7 @@
       list.append(h('table', { class: 'stack' },
         h('caption', { class: 'visually-hidden' }, 'OAuth connections'),
         h('thead', {}, h('tr', {},
-          ['Connection', 'Status', 'Token expiry', 'Last refresh', 'Failures'].map((t) => h('th', { scope: 'col' }, t)),
+          ['Connection', 'Status', 'Token', 'Last refresh', 'Failures'].map((t) => h('th', { scope: 'col' }, t)),
           h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
         tbody));
     }
@@ -86,14 +89,24 @@
     ConnectionRevoked: 'muted',
   };
 
+  function value(k, v) {
+    if (v === null || v === undefined) return h('span', { class: 'muted' }, '—');
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v.join(' ') || h('span', { class: 'muted' }, '—');
+    if (typeof v === 'object') return h('code', {}, JSON.stringify(v));
+    if (/_at$/.test(k) && typeof v === 'string') return time(v);
+    return String(v);
+  }
+
+  function isEmptyObject(v) {
+    return v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0;
+  }
+
   function dataList(data) {
-    const entries = Object.entries(data || {}).filter(([k]) => k !== 'type');
+    const entries = Object.entries(data || {}).filter(([k, v]) => k !== 'type' && !isEmptyObject(v));
     if (entries.length === 0) return null;
     return h('dl', { class: 'event-data' }, entries.map(([k, v]) => [
       h('dt', {}, k.replace(/_/g, ' ')),
-      h('dd', {}, v === null ? h('span', { class: 'muted' }, '—')
-        : typeof v === 'object' ? h('code', {}, JSON.stringify(v))
-          : /(_at|expires_at|expiry)$/.test(k) && typeof v === 'string' ? time(v) : String(v)),
+      h('dd', {}, value(k, v)),
     ]));
   }
 
@@ -110,7 +123,7 @@
     const facts = [
       ['Status', badge(c.status)],
       ['OAuth client', h('code', {}, c.client_id)],
-      ['Token expiry', expiry(c.expires_at)],
+      ['Token', expiry(c, false)],
       ['Last refresh', time(c.last_refreshed_at, { empty: 'never' })],
       ['Failures in a row', String(c.consecutive_failures)],
       ['Last error', c.last_error || h('span', { class: 'muted' }, '—')],
@@ -123,6 +136,9 @@
 
   async function openTimeline(id) {
     currentId = id;
+    for (const row of document.querySelectorAll('#connections tbody tr')) {
+      row.classList.toggle('selected', row.dataset.id === id);
+    }
     const panel = $('#timeline');
     const error = $('#timeline-error');
     clearMessage(error);
@@ -170,6 +186,7 @@
   }
 
   KL.start(() => {
+    $('#tz').textContent = KL.TIME_ZONE;
     const params = new URL(window.location.href).searchParams;
     $('#c-status').value = params.get('status') || '';
     $('#c-client').value = params.get('client_id') || '';
