@@ -479,6 +479,28 @@ await step('requests: filters survive a reload; an empty result says so', async 
   await waitText('#log-count', '50 shown');
 });
 
+await step('requests: a slow answer shows progress until it arrives', async () => {
+  // The API is held back for a second, as a slow network would.
+  const slow = /\/v1\/requests\?/;
+  await page.route(slow, async (route) => {
+    await new Promise((resolve) => { setTimeout(resolve, 1000); });
+    await route.continue();
+  });
+  try {
+    await page.locator('#apply-filters').click();
+    await visible('#progress');
+    assert.equal(await page.locator('#apply-filters').isDisabled(), true);
+    assert.equal((await text('#apply-filters')).trim(), 'Loading…');
+    assert.equal(await page.locator('#log').getAttribute('aria-busy'), 'true');
+    await page.locator('#progress').waitFor({ state: 'hidden', timeout: TIMEOUT });
+    assert.equal((await text('#apply-filters')).trim(), 'Apply filters');
+    assert.equal(await page.locator('#log').getAttribute('aria-busy'), null);
+    await waitText('#log-count', '50 shown');
+  } finally {
+    await page.unroute(slow);
+  }
+});
+
 await step('connections: status badges, expiry, last refresh and one connection\'s timeline', async () => {
   await expecting(connectionsApi ? null : /status of 404/, async () => {
     await page.getByRole('link', { name: 'Connections' }).click();

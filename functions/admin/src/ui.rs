@@ -9,12 +9,12 @@ use std::sync::LazyLock;
 
 use axum::{
     body::Body,
-    extract::{Path, Query},
+    extract::Path,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
-use shared::http::ApiError;
+use shared::http::{ApiError, Query};
 
 /// The policy of every UI answer: only this origin's scripts, styles and API, nothing inline.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
