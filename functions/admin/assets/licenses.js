@@ -123,7 +123,7 @@
   function installationsTable(license) {
     const items = license.installations || [];
     if (items.length === 0) return h('p', { class: 'empty' }, 'No active installations.');
-    return h('table', { class: 'stack' },
+    return h('div', { class: 'results' }, h('table', { class: 'stack' },
       h('caption', { class: 'visually-hidden' }, 'Active installations'),
       h('thead', {}, h('tr', {},
         ['Installation', 'Name', 'Activated', 'Last seen'].map((t) => h('th', { scope: 'col' }, t)),
@@ -131,13 +131,13 @@
       h('tbody', {}, items.map((i) => h('tr', {},
         h('td', { 'data-label': 'Installation' }, h('code', {}, i.installation_id)),
         h('td', { 'data-label': 'Name' }, i.name || h('span', { class: 'muted' }, '—')),
-        h('td', { 'data-label': 'Activated' }, time(i.activated_at)),
-        h('td', { 'data-label': 'Last seen' }, time(i.last_seen_at)),
+        h('td', { 'data-label': 'Activated' }, time(i.activated_at, { compact: true })),
+        h('td', { 'data-label': 'Last seen' }, time(i.last_seen_at, { compact: true })),
         h('td', { class: 'row-actions' }, h('button', {
           type: 'button', class: 'danger small',
           'aria-label': `Remove installation ${i.installation_id}`,
           onclick: (event) => removeInstallation(license, i.installation_id, event.currentTarget),
-        }, 'Remove'))))));
+        }, 'Remove')))))));
   }
 
   function dateInputToIso(value) {
@@ -340,6 +340,7 @@
   }
 
   KL.start(() => {
+    $('#tz').textContent = KL.TIME_ZONE;
     $('#search-form').addEventListener('submit', (event) => { event.preventDefault(); search(false); });
     $('#more-licenses').addEventListener('click', () => search(true));
     $('#issue-form').addEventListener('submit', issue);
