@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, statSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -94,7 +95,7 @@ async function step(name, fn) {
     console.log(`not ok ${passed + 1} - ${name}`);
     console.log(e && e.stack ? e.stack : e);
     if (page) {
-      const file = path.join(SHOTS, 'failure.png');
+      const file = process.env.FAILURE_SCREENSHOT || path.join(os.tmpdir(), 'keyledger-e2e-failure.png');
       await page.screenshot({ path: file, fullPage: true }).catch(() => {});
       console.log(`# page at failure: ${file} (${page.url()})`);
     }
