@@ -71,6 +71,8 @@ CREATE TABLE clients (
     metadata                jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_at              timestamptz NOT NULL,
     updated_at              timestamptz NOT NULL,
+    -- Deleted clients stay (connections and the log still name them) but are hidden.
+    deleted_at              timestamptz,
     version                 integer     NOT NULL
 );
 CREATE INDEX clients_name ON clients (name);
@@ -90,6 +92,8 @@ CREATE TABLE connections (
     refresh_token_used_at   timestamptz,
     consecutive_failures    integer     NOT NULL DEFAULT 0,
     next_attempt_at         timestamptz,
+    -- Inline refreshes after a transient failure are throttled from this instant.
+    last_failed_at          timestamptz,
     last_error              text,
     created_at              timestamptz NOT NULL,
     updated_at              timestamptz NOT NULL,
@@ -100,6 +104,35 @@ CREATE INDEX connections_status ON connections (status, connection_id);
 -- The scheduled refresh scans by expiry among refreshable connections.
 CREATE INDEX connections_due ON connections (expires_at)
     WHERE status IN ('active', 'refresh_failing') AND expires_at IS NOT NULL;
+-- Keep-alive of idle refresh tokens scans by last use.
+CREATE INDEX connections_idle ON connections (refresh_token_used_at)
+    WHERE status IN ('active', 'refresh_failing') AND refresh_token IS NOT NULL;
+
+-- The hot path of GET /v1/tokens/{id}: the API key (by SHA-256; NULL for the bootstrap admin
+-- key, checked in memory) and the connection in one call. A PL/pgSQL function because it
+-- caches its plans per server session: the join is not parsed and planned on every request,
+-- yet the caller needs no named prepared statement (which would pin RDS Proxy connections).
+-- No API key row → no row; a key without the connection → one row of NULL connection columns.
+CREATE FUNCTION token_lookup(p_key_hash bytea, p_connection_id text)
+RETURNS TABLE (o_key_id uuid, o_key_scopes text[], o_client_id uuid, o_status text, o_access_token text,
+               o_token_type text, o_expires_at timestamptz, o_scopes text[], o_last_failed_at timestamptz,
+               o_last_refreshed_at timestamptz, o_has_refresh_token boolean)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_key_hash IS NULL THEN
+        RETURN QUERY
+        SELECT NULL::uuid, NULL::text[], c.client_id, c.status, c.access_token, c.token_type, c.expires_at,
+               c.scopes, c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
+        FROM connections c WHERE c.connection_id = p_connection_id;
+    ELSE
+        RETURN QUERY
+        SELECT k.id, k.scopes, c.client_id, c.status, c.access_token, c.token_type, c.expires_at,
+               c.scopes, c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
+        FROM api_keys k LEFT JOIN connections c ON c.connection_id = p_connection_id
+        WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
+    END IF;
+END
+$$;
 
 -- Pending authorizations (not events: short-lived, deleted when used or expired).
 -- The state itself is never stored, only its SHA-256.
@@ -107,6 +140,7 @@ CREATE TABLE oauth_states (
     state_hash      bytea       PRIMARY KEY CHECK (length(state_hash) = 32),
     client_id       uuid        NOT NULL,
     connection_id   text        NOT NULL,
+    -- Ciphertext bound to oauth-state-<hex state_hash>.
     code_verifier   text,
     return_to       text,
     created_at      timestamptz NOT NULL DEFAULT now(),

@@ -11,6 +11,8 @@ pub fn local_router(ctx: Context) -> Router {
         .route("/health", get(shared::health::health).with_state(ctx.clone()))
         .merge(admin::routes(ctx.clone()))
         .merge(license_validate::routes(ctx.clone()))
+        .merge(oauth::routes(ctx.clone()))
+        .merge(token_fetch::routes(ctx.clone()))
         .merge(request_log::routes(ctx));
     shared::http::finish(app, &config)
 }

@@ -3,7 +3,9 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod clients;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod crypto;
 pub mod db;
@@ -13,9 +15,11 @@ pub mod http;
 pub mod licenses;
 pub mod metrics;
 pub mod migrations;
+pub mod oauth;
 pub mod projections;
 pub mod relay;
 pub mod request_log;
+pub mod scheduled_refresh;
 pub mod secrets;
 pub mod telemetry;
 pub mod tls;

@@ -167,6 +167,9 @@ async fn json_answers_of_every_kind_are_never_cached() {
         (Method::GET, "/v1/licenses", Some(key), None, StatusCode::OK),
         (Method::GET, "/v1/requests", Some(key), None, StatusCode::OK),
         (Method::GET, "/v1/api-keys", Some(key), None, StatusCode::OK),
+        (Method::GET, "/v1/clients", Some(key), None, StatusCode::OK),
+        (Method::GET, "/v1/connections", Some(key), None, StatusCode::OK),
+        (Method::GET, "/v1/connections/branch-42/events", Some(key), None, StatusCode::NOT_FOUND),
         (Method::POST, "/v1/licenses", Some(key), Some(json!({"email": "a@example.com"})), StatusCode::CREATED),
         (
             Method::POST,

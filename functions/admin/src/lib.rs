@@ -1,6 +1,6 @@
-//! The `admin` function's routes: API keys (DESIGN §6.8), licenses (§6.6) and the `/admin`
-//! web UI (§6.10, in [`ui`]); clients join here as they are built. Parsing and rendering
-//! only; the rules live in `shared`.
+//! The `admin` function's routes: API keys (DESIGN §6.8), OAuth clients (§6.1), licenses
+//! (§6.6) and the `/admin` web UI (§6.10, in [`ui`]). Parsing and rendering only; the rules
+//! live in `shared`.
 
 pub mod ui;
 
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use shared::{
     Context, api_keys,
     auth::{Principal, Scope},
+    clients,
     http::{ApiError, Json, Query},
     licenses,
 };
@@ -28,6 +29,8 @@ pub fn routes(ctx: Context) -> Router {
     Router::new()
         .route("/v1/api-keys", post(create_api_key).get(list_api_keys))
         .route("/v1/api-keys/{id}", delete(revoke_api_key))
+        .route("/v1/clients", post(create_client).get(list_clients))
+        .route("/v1/clients/{id}", get(get_client).patch(update_client).delete(delete_client))
         .route("/v1/licenses", post(issue_license).get(list_licenses))
         .route("/v1/licenses/lookup", post(lookup_license))
         .route("/v1/licenses/{id}", get(show_license).patch(update_license).delete(revoke_license))
@@ -170,5 +173,54 @@ async fn remove_installation(
 ) -> Result<StatusCode, ApiError> {
     principal.require(Scope::LicensesWrite)?;
     licenses::remove_installation(&ctx, license_id(&id)?, &installation_id, &principal.metadata(FUNCTION)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_client(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Json(body): Json<clients::NewClient>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::Admin)?;
+    let client = clients::create(&ctx, body, &principal.metadata(FUNCTION)).await?;
+    Ok((StatusCode::CREATED, axum::Json(client)))
+}
+
+async fn list_clients(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::Admin)?;
+    Ok(axum::Json(clients::list(&ctx, params.limit, params.cursor.as_deref()).await?))
+}
+
+async fn get_client(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::Admin)?;
+    Ok(axum::Json(clients::get(&ctx, clients::parse_id(&id)?).await?))
+}
+
+async fn update_client(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<clients::ClientPatch>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::Admin)?;
+    let id = clients::parse_id(&id)?;
+    Ok(axum::Json(clients::update(&ctx, id, body, &principal.metadata(FUNCTION)).await?))
+}
+
+async fn delete_client(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Scope::Admin)?;
+    clients::delete(&ctx, clients::parse_id(&id)?, &principal.metadata(FUNCTION)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
