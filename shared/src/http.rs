@@ -290,8 +290,25 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not accept that method")
 }
 
+/// JSON answers (data and problems alike) are never stored by a browser or proxy: they carry
+/// keys, tokens and customer data and change with every write. A handler may still choose
+/// its own `Cache-Control`.
+async fn json_is_never_cached(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("application/problem+json"));
+    if json {
+        headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    }
+    response
+}
+
 /// Adds what every keyledger HTTP function has: problem+json 404/405, a body limit (413),
-/// request ids and a span per request, a panic turned into a 500 problem, and, with
+/// `Cache-Control: no-store` on JSON answers, request ids and a span per request, a panic
+/// turned into a 500 problem, and, with
 /// `LOG_OWN_REQUESTS`, the request log of its own requests (inside the request-id layer, so
 /// that records carry the request id, and outside the panic guard, so that 500s are logged).
 pub fn finish(router: Router, config: &Config) -> Router {
@@ -301,7 +318,8 @@ pub fn finish(router: Router, config: &Config) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(config.http_body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::internal("handler panicked").into_response()
-        }));
+        }))
+        .layer(middleware::map_response(json_is_never_cached));
     let router = if config.log_own_requests { router.layer(crate::request_log::layer(config)) } else { router };
     router.layer(middleware::from_fn(request_context))
 }

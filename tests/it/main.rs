@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin_ui;
 mod api_keys;
 mod cli;
 mod contract;

@@ -1,11 +1,14 @@
-//! The `admin` function's routes: API keys (DESIGN §6.8), OAuth clients (§6.1) and licenses
-//! (§6.6). Parsing and rendering only; the rules live in `shared`.
+//! The `admin` function's routes: API keys (DESIGN §6.8), OAuth clients (§6.1), licenses
+//! (§6.6) and the `/admin` web UI (§6.10, in [`ui`]). Parsing and rendering only; the rules
+//! live in `shared`.
+
+pub mod ui;
 
 use axum::{
     Router,
     extract::{Path, State},
-    http::StatusCode,
-    response::IntoResponse,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use serde::Deserialize;
@@ -32,6 +35,11 @@ pub fn routes(ctx: Context) -> Router {
         .route("/v1/licenses/lookup", post(lookup_license))
         .route("/v1/licenses/{id}", get(show_license).patch(update_license).delete(revoke_license))
         .route("/v1/licenses/{id}/installations/{installation_id}", delete(remove_installation))
+        .route("/admin", get(hub_page))
+        .route("/admin/connections", get(connections_page))
+        .route("/admin/licenses", get(licenses_page))
+        .route("/admin/requests", get(requests_page))
+        .route("/admin/assets/{file}", get(ui::asset))
         .with_state(ctx)
 }
 
@@ -40,6 +48,22 @@ pub fn router(ctx: Context) -> Router {
     let config = ctx.config().clone();
     let app = routes(ctx.clone()).route("/health", get(shared::health::health).with_state(ctx));
     shared::http::finish(app, &config)
+}
+
+async fn hub_page(headers: HeaderMap) -> Response {
+    ui::page(ui::Page::Hub, &headers)
+}
+
+async fn connections_page(headers: HeaderMap) -> Response {
+    ui::page(ui::Page::Connections, &headers)
+}
+
+async fn licenses_page(headers: HeaderMap) -> Response {
+    ui::page(ui::Page::Licenses, &headers)
+}
+
+async fn requests_page(headers: HeaderMap) -> Response {
+    ui::page(ui::Page::Requests, &headers)
 }
 
 async fn create_api_key(
