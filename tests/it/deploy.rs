@@ -427,10 +427,19 @@ fn each_function_has_its_own_role_that_reads_only_its_own_secrets() {
             // The only wildcard: Lambda's network interfaces in the VPC, which EC2 cannot scope.
             if resource.contains('*') {
                 assert_eq!(sid, "VpcNetworkInterfaces", "{name}: {sid} has a wildcard resource ({resource})");
-                assert!(action.split(' ').all(|a| a.starts_with("ec2:") && a.contains("NetworkInterface") || a == "ec2:DescribeSubnets" || a.ends_with("PrivateIpAddresses")), "{name}: {action}");
+                assert!(
+                    action.split(' ').all(|a| a.starts_with("ec2:") && a.contains("NetworkInterface")
+                        || a == "ec2:DescribeSubnets"
+                        || a.ends_with("PrivateIpAddresses")),
+                    "{name}: {action}"
+                );
             }
             if action.contains("logs:") {
-                assert_eq!(resource, format!("!GetAtt {}LogGroup.Arn", f.logical_id.trim_end_matches("Function")), "{name}: its own log group only");
+                assert_eq!(
+                    resource,
+                    format!("!GetAtt {}LogGroup.Arn", f.logical_id.trim_end_matches("Function")),
+                    "{name}: its own log group only"
+                );
             }
             if action == "secretsmanager:GetSecretValue" {
                 reads.extend(secret_names(&s["Resource"]));
@@ -518,7 +527,7 @@ fn the_deploy_guide_documents_every_parameter_and_the_grants() {
 #[test]
 fn the_cli_prints_the_schema_hash_migrate_checks() {
     let out = Command::new(env!("CARGO_BIN_EXE_keyledger")).args(["migrate", "hash"]).output().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), roles::schema_hash());
 }
 
