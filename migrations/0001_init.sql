@@ -30,6 +30,19 @@ CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_are_immutable();
 
+-- Where each relay of the log to the outside stands (DESIGN §6.11). `position` is the
+-- last event handled; a gap below a newer committed event is waited on until every
+-- transaction that could still fill it (xid < gap_xmax) has ended.
+CREATE TABLE relay_state (
+    name            text        PRIMARY KEY,
+    position        bigint      NOT NULL DEFAULT 0,
+    gap_position    bigint,
+    gap_xmax        bigint,
+    published_total bigint      NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO relay_state (name) VALUES ('eventbridge');
+
 -- API keys (DESIGN §6.8). Only the SHA-256 of a key is kept.
 CREATE TABLE api_keys (
     id          uuid        PRIMARY KEY,
@@ -58,6 +71,8 @@ CREATE TABLE clients (
     metadata                jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_at              timestamptz NOT NULL,
     updated_at              timestamptz NOT NULL,
+    -- Deleted clients stay (connections and the log still name them) but are hidden.
+    deleted_at              timestamptz,
     version                 integer     NOT NULL
 );
 CREATE INDEX clients_name ON clients (name);
@@ -77,6 +92,8 @@ CREATE TABLE connections (
     refresh_token_used_at   timestamptz,
     consecutive_failures    integer     NOT NULL DEFAULT 0,
     next_attempt_at         timestamptz,
+    -- Inline refreshes after a transient failure are throttled from this instant.
+    last_failed_at          timestamptz,
     last_error              text,
     created_at              timestamptz NOT NULL,
     updated_at              timestamptz NOT NULL,
@@ -87,6 +104,35 @@ CREATE INDEX connections_status ON connections (status, connection_id);
 -- The scheduled refresh scans by expiry among refreshable connections.
 CREATE INDEX connections_due ON connections (expires_at)
     WHERE status IN ('active', 'refresh_failing') AND expires_at IS NOT NULL;
+-- Keep-alive of idle refresh tokens scans by last use.
+CREATE INDEX connections_idle ON connections (refresh_token_used_at)
+    WHERE status IN ('active', 'refresh_failing') AND refresh_token IS NOT NULL;
+
+-- The hot path of GET /v1/tokens/{id}: the API key (by SHA-256; NULL for the bootstrap admin
+-- key, checked in memory) and the connection in one call. A PL/pgSQL function because it
+-- caches its plans per server session: the join is not parsed and planned on every request,
+-- yet the caller needs no named prepared statement (which would pin RDS Proxy connections).
+-- No API key row → no row; a key without the connection → one row of NULL connection columns.
+CREATE FUNCTION token_lookup(p_key_hash bytea, p_connection_id text)
+RETURNS TABLE (o_key_id uuid, o_key_scopes text[], o_client_id uuid, o_status text, o_access_token text,
+               o_token_type text, o_expires_at timestamptz, o_scopes text[], o_last_failed_at timestamptz,
+               o_last_refreshed_at timestamptz, o_has_refresh_token boolean)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_key_hash IS NULL THEN
+        RETURN QUERY
+        SELECT NULL::uuid, NULL::text[], c.client_id, c.status, c.access_token, c.token_type, c.expires_at,
+               c.scopes, c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
+        FROM connections c WHERE c.connection_id = p_connection_id;
+    ELSE
+        RETURN QUERY
+        SELECT k.id, k.scopes, c.client_id, c.status, c.access_token, c.token_type, c.expires_at,
+               c.scopes, c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
+        FROM api_keys k LEFT JOIN connections c ON c.connection_id = p_connection_id
+        WHERE k.key_hash = p_key_hash AND k.revoked_at IS NULL;
+    END IF;
+END
+$$;
 
 -- Pending authorizations (not events: short-lived, deleted when used or expired).
 -- The state itself is never stored, only its SHA-256.
@@ -94,6 +140,7 @@ CREATE TABLE oauth_states (
     state_hash      bytea       PRIMARY KEY CHECK (length(state_hash) = 32),
     client_id       uuid        NOT NULL,
     connection_id   text        NOT NULL,
+    -- Ciphertext bound to oauth-state-<hex state_hash>.
     code_verifier   text,
     return_to       text,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -131,9 +178,52 @@ CREATE TABLE installations (
     PRIMARY KEY (license_id, installation_id)
 );
 
+-- The hot path of POST /v1/licenses/validate (DESIGN §6.6), called as one statement:
+-- find the license by key hash, touch last_seen_at only when the license is usable, count
+-- the installations. A function because PL/pgSQL keeps its statements' plans for the life
+-- of the backend: the unnamed statements the functions send (no protocol-level prepared
+-- statements: they would pin RDS Proxy connections) are otherwise planned on every call,
+-- which costs more than executing them. The codes and their precedence stay in Rust.
+-- synchronous_commit is off for this call's own transaction only (set_config(.., true)):
+-- last_seen_at is an observation, losing the last fraction of a second of them in a crash
+-- is harmless, and waiting for the WAL flush would dominate every check.
+CREATE FUNCTION license_validate(p_key_hash bytea, p_installation_id text)
+RETURNS TABLE (id uuid, status text, expires_at timestamptz, max_installations integer, key_hash bytea,
+               installations_used bigint, activated_at timestamptz, last_seen_at timestamptz,
+               expired boolean, checked_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    l record;
+BEGIN
+    SELECT li.id, li.status, li.expires_at, li.max_installations, li.key_hash INTO l
+    FROM licenses li WHERE li.key_hash = p_key_hash;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    id := l.id; status := l.status; expires_at := l.expires_at; max_installations := l.max_installations;
+    key_hash := l.key_hash; checked_at := now();
+    expired := l.expires_at IS NOT NULL AND l.expires_at <= checked_at;
+    IF l.status = 'active' AND NOT expired THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+        UPDATE installations i SET last_seen_at = checked_at
+        WHERE i.license_id = l.id AND i.installation_id = p_installation_id
+        RETURNING i.activated_at, i.last_seen_at INTO activated_at, last_seen_at;
+    ELSE
+        SELECT i.activated_at, i.last_seen_at INTO activated_at, last_seen_at
+        FROM installations i WHERE i.license_id = l.id AND i.installation_id = p_installation_id;
+    END IF;
+    SELECT count(*) INTO installations_used FROM installations i WHERE i.license_id = l.id;
+    RETURN NEXT;
+END
+$$;
+
 -- Request log (DESIGN §6.7): its own append-only table, partitioned by month so that
 -- retention drops whole partitions. Partitions are created by the daily upkeep; the
--- default partition catches anything outside them so an insert never fails for a date.
+-- default partition catches anything outside them so an insert never fails for a date
+-- (the upkeep moves such rows into their month's partition when it creates it).
+-- `id` is a UUID v7 whose timestamp is `occurred_at`'s millisecond, so a lookup by id
+-- prunes to one partition and uses the primary key: no separate index on `id`.
 CREATE TABLE request_log (
     id                      uuid        NOT NULL,
     occurred_at             timestamptz NOT NULL,
@@ -141,8 +231,8 @@ CREATE TABLE request_log (
     service                 text        NOT NULL,
     endpoint                text        NOT NULL,
     method                  text        NOT NULL,
-    status_code             integer     NOT NULL,
-    duration_ms             integer,
+    status_code             integer     NOT NULL CHECK (status_code BETWEEN 100 AND 599),
+    duration_ms             integer     CHECK (duration_ms >= 0),
     user_identifier         text,
     request_id              text,
     request_body            text,
@@ -152,35 +242,59 @@ CREATE TABLE request_log (
     PRIMARY KEY (occurred_at, id)
 ) PARTITION BY RANGE (occurred_at);
 CREATE TABLE request_log_default PARTITION OF request_log DEFAULT;
-CREATE INDEX request_log_newest ON request_log (occurred_at DESC, id DESC);
+-- Newest-first lists without filters walk the primary key backwards. Every index here
+-- costs ingest throughput, so only the filters that need one have one.
 CREATE INDEX request_log_service ON request_log (service, occurred_at DESC, id DESC);
-CREATE INDEX request_log_id ON request_log (id);
+CREATE INDEX request_log_service_status ON request_log (service, status_code, occurred_at DESC, id DESC);
+CREATE INDEX request_log_user ON request_log (user_identifier, occurred_at DESC, id DESC)
+    WHERE user_identifier IS NOT NULL;
 
--- (service, request_id) deduplicates repeated deliveries across partitions.
+-- (service, request_id) deduplicates repeated deliveries across partitions; `id` is the
+-- record that claimed the key. Keys of records older than the oldest kept partition are
+-- deleted by the same daily upkeep that drops partitions.
 CREATE TABLE request_log_keys (
     service     text        NOT NULL,
     request_id  text        NOT NULL,
     occurred_at timestamptz NOT NULL,
+    id          uuid        NOT NULL,
     PRIMARY KEY (service, request_id)
 );
 CREATE INDEX request_log_keys_age ON request_log_keys (occurred_at);
 
--- Partition upkeep without DDL rights: the request-log role may not create or drop tables
--- (only migrate's user owns the schema), so it goes through these two functions, which run
--- as their owner and can touch nothing but request_log's own partitions.
+-- Partition upkeep without DDL rights: the request-log role may not create, alter or drop
+-- tables (only migrate's user owns the schema), so it goes through these two functions,
+-- which run as their owner and can touch nothing but request_log's own partitions.
+-- Creating a month that already has rows in the default partition builds the partition
+-- beside the table, moves the rows, then attaches it (a partition cannot be created over
+-- rows of the default one). Returns the rows moved, or NULL when the partition existed.
 CREATE FUNCTION request_log_create_partition(partition_name text, from_ts timestamptz, to_ts timestamptz)
-RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    moved bigint := 0;
 BEGIN
-    IF partition_name !~ '^request_log_[a-z0-9_]{1,40}$' OR partition_name = 'request_log_default'
-       OR partition_name = 'request_log_keys' THEN
-        RAISE EXCEPTION 'invalid partition name %', partition_name USING ERRCODE = 'invalid_parameter_value';
+    IF partition_name !~ '^request_log_[a-z0-9_]{1,40}$' OR partition_name IN ('request_log_default', 'request_log_keys')
+       OR from_ts >= to_ts THEN
+        RAISE EXCEPTION 'invalid partition % [%, %)', partition_name, from_ts, to_ts
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF to_regclass('public.' || partition_name) IS NOT NULL THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
-    EXECUTE format('CREATE TABLE public.%I PARTITION OF public.request_log FOR VALUES FROM (%L) TO (%L)',
-                   partition_name, from_ts, to_ts);
-    RETURN true;
+    IF EXISTS (SELECT 1 FROM public.request_log_default WHERE occurred_at >= from_ts AND occurred_at < to_ts) THEN
+        EXECUTE format('CREATE TABLE public.%I (LIKE public.request_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                       partition_name);
+        EXECUTE format('WITH moved AS (DELETE FROM public.request_log_default WHERE occurred_at >= %L AND occurred_at < %L RETURNING *) '
+                       'INSERT INTO public.%I SELECT * FROM moved', from_ts, to_ts, partition_name);
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L)',
+                       partition_name, partition_name || '_range', from_ts, to_ts);
+        EXECUTE format('ALTER TABLE public.request_log ATTACH PARTITION public.%I FOR VALUES FROM (%L) TO (%L)',
+                       partition_name, from_ts, to_ts);
+    ELSE
+        EXECUTE format('CREATE TABLE public.%I PARTITION OF public.request_log FOR VALUES FROM (%L) TO (%L)',
+                       partition_name, from_ts, to_ts);
+    END IF;
+    RETURN moved;
 END
 $$;
 

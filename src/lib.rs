@@ -7,7 +7,12 @@ use shared::Context;
 /// once. Used by `keyledger serve` (local development, benchmarks) and the contract tests.
 pub fn local_router(ctx: Context) -> Router {
     let config = ctx.config().clone();
-    let app =
-        Router::new().route("/health", get(shared::health::health).with_state(ctx.clone())).merge(admin::routes(ctx));
+    let app = Router::new()
+        .route("/health", get(shared::health::health).with_state(ctx.clone()))
+        .merge(admin::routes(ctx.clone()))
+        .merge(license_validate::routes(ctx.clone()))
+        .merge(oauth::routes(ctx.clone()))
+        .merge(token_fetch::routes(ctx.clone()))
+        .merge(request_log::routes(ctx));
     shared::http::finish(app, &config)
 }

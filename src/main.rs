@@ -50,6 +50,16 @@ enum Command {
     Demo,
     /// Serve every HTTP function's routes on one local address (LISTEN_ADDR), like API Gateway.
     Serve,
+    /// Import licenses and installations from the old license service's SQLite file.
+    /// Idempotent: what is already imported is skipped.
+    ImportLicenses {
+        /// The SQLite file (tables `licenses` and `installations`).
+        #[arg(long)]
+        sqlite: std::path::PathBuf,
+        /// Slot limit of an imported license (raised to its number of installations in the file).
+        #[arg(long, default_value_t = 1)]
+        max_installations: i32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -177,6 +187,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             print(&created)?;
+        }
+        Command::ImportLicenses { sqlite, max_installations } => {
+            if !sqlite.is_file() {
+                bail!("no SQLite file at {}", sqlite.display());
+            }
+            let ctx = context()?;
+            let report = shared::licenses::import::import_sqlite(
+                &ctx,
+                &sqlite,
+                max_installations,
+                &Metadata::system("keyledger-cli"),
+            )
+            .await?;
+            print(&report)?;
         }
         Command::Demo => {
             let ctx = context()?;

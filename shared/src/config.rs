@@ -93,6 +93,8 @@ pub struct Config {
     pub refresh_window: Duration,
     /// Scheduled refresh concurrency.
     pub refresh_concurrency: usize,
+    /// Time allowed for one call to an OAuth provider (token exchange, refresh, revoke).
+    pub provider_timeout: Duration,
     /// Idle refresh-token keep-alive, off when `None`.
     pub refresh_keepalive: Option<Duration>,
     /// Characters kept of a logged request or response body.
@@ -204,6 +206,7 @@ impl Config {
             token_expiry_buffer: Duration::from_secs(parse(&get, "TOKEN_EXPIRY_BUFFER_SECONDS", 300)?),
             refresh_window: Duration::from_secs(positive(&get, "REFRESH_WINDOW_SECONDS", 900)?),
             refresh_concurrency: positive(&get, "REFRESH_CONCURRENCY", 16)?,
+            provider_timeout: Duration::from_millis(positive(&get, "PROVIDER_TIMEOUT_MS", 10_000)?),
             refresh_keepalive: (keepalive_hours > 0).then(|| Duration::from_secs(keepalive_hours * 3600)),
             request_body_limit: positive(&get, "REQUEST_BODY_LIMIT", 2000)?,
             request_log_retention_days: positive(&get, "REQUEST_LOG_RETENTION_DAYS", 90)?,

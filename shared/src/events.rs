@@ -100,7 +100,7 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    fn from_row(row: &Row) -> Self {
+    pub(crate) fn from_row(row: &Row) -> Self {
         Self {
             position: row.get("position"),
             stream_id: row.get("stream_id"),
@@ -137,14 +137,19 @@ pub fn encode<E: Serialize>(event: &E) -> Result<(String, Value), EventStoreErro
     }
 }
 
+// `tx` takes the transaction's id before any position is drawn from the sequence (the
+// rows cannot be produced without it), so that a reader of the log can tell, from
+// transaction ids alone, whether a missing position may still be committed (see `relay`).
 const APPEND: &str = "
-WITH current AS (
+WITH tx AS MATERIALIZED (
+    SELECT pg_current_xact_id() AS id
+), current AS (
     SELECT coalesce(max(version), 0) AS v FROM events WHERE stream_id = $1
 )
 INSERT INTO events (stream_id, version, type, data, metadata)
 SELECT $1, current.v + e.ord::int, e.type, e.data, $5
-FROM current, unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS e(type, data, ord)
-WHERE $4::int IS NULL OR current.v = $4::int
+FROM tx, current, unnest($2::text[], $3::jsonb[]) WITH ORDINALITY AS e(type, data, ord)
+WHERE ($4::int IS NULL OR current.v = $4::int) AND tx.id IS NOT NULL
 RETURNING position, stream_id, version, type, data, metadata, recorded_at";
 
 const STREAM_VERSION: &str = "SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1";

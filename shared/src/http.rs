@@ -291,16 +291,19 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Adds what every keyledger HTTP function has: problem+json 404/405, a body limit (413),
-/// request ids and a span per request, and a panic turned into a 500 problem.
+/// request ids and a span per request, a panic turned into a 500 problem, and, with
+/// `LOG_OWN_REQUESTS`, the request log of its own requests (inside the request-id layer, so
+/// that records carry the request id, and outside the panic guard, so that 500s are logged).
 pub fn finish(router: Router, config: &Config) -> Router {
-    router
+    let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(config.http_body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::internal("handler panicked").into_response()
-        }))
-        .layer(middleware::from_fn(request_context))
+        }));
+    let router = if config.log_own_requests { router.layer(crate::request_log::layer(config)) } else { router };
+    router.layer(middleware::from_fn(request_context))
 }
 
 /// Serves `router` under the Lambda runtime when one is present (`AWS_LAMBDA_RUNTIME_API`,

@@ -3,17 +3,25 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod clients;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod crypto;
 pub mod db;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod licenses;
+pub mod metrics;
 pub mod migrations;
+pub mod oauth;
 pub mod projections;
 pub mod provision;
+pub mod relay;
+pub mod request_log;
 pub mod roles;
+pub mod scheduled_refresh;
 pub mod secrets;
 pub mod telemetry;
 pub mod tls;

@@ -10,8 +10,9 @@ use serde::Serialize;
 use tokio_postgres::{IsolationLevel, Transaction};
 
 use crate::{
-    api_keys,
+    api_keys, clients, connections,
     events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
+    licenses,
 };
 
 /// A table rebuilt from the log.
@@ -26,12 +27,22 @@ pub struct ProjectionTable {
 }
 
 /// Every projection table, parents before children.
-pub const TABLES: &[ProjectionTable] = &[ProjectionTable { name: "api_keys", key: "id", ignore: &[] }];
+pub const TABLES: &[ProjectionTable] = &[
+    ProjectionTable { name: "api_keys", key: "id", ignore: &[] },
+    ProjectionTable { name: "licenses", key: "id", ignore: &[] },
+    // last_seen_at is an observation updated in place by every validation (DESIGN §4.2).
+    ProjectionTable { name: "installations", key: "license_id, installation_id", ignore: &["last_seen_at"] },
+    ProjectionTable { name: "clients", key: "id", ignore: &[] },
+    ProjectionTable { name: "connections", key: "connection_id", ignore: &[] },
+];
 
 /// Applies one recorded event to the projection its stream belongs to.
 pub async fn apply(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
     match event.stream_id.split_once('-').map(|(kind, _)| kind) {
         Some("apikey") => api_keys::project(tx, event).await,
+        Some("license") => licenses::project(tx, event).await,
+        Some("client") => clients::project(tx, event).await,
+        Some("connection") => connections::project(tx, event).await,
         _ => Err(EventStoreError::Payload(format!("no projection for stream '{}'", event.stream_id))),
     }
 }

@@ -1,0 +1,9 @@
+use shared::{Context, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    let ctx = Context::from_env(license_validate::FUNCTION)?;
+    telemetry::init(ctx.config().log_format);
+    ctx.config().require_license_key_pepper()?;
+    shared::http::serve(license_validate::router(ctx.clone()), ctx.config()).await
+}

@@ -1,0 +1,24 @@
+#![recursion_limit = "256"]
+
+use std::time::{Duration, SystemTime};
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use shared::{Context, config::Config, oauth::Provider, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = token_refresh::configure(Config::from_env()?);
+    config.require_encryption_keys()?;
+    let ctx = Context::new(config, token_refresh::FUNCTION);
+    telemetry::init(ctx.config().log_format);
+    let provider = Provider::new(ctx.config().provider_timeout)?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let (ctx, provider) = (ctx.clone(), provider.clone());
+        async move {
+            let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+            token_refresh::handle(&ctx, &provider, &event.payload, deadline).await
+        }
+    }))
+    .await
+}

@@ -1,0 +1,641 @@
+//! The OAuth 2.0 protocol towards providers: pending states, PKCE, authorize URLs, the
+//! token endpoint (code exchange, refresh) and revocation, and how provider answers are read.
+//!
+//! Owns the outbound HTTP client (built once per execution environment: timeouts, no
+//! redirects followed, since a token endpoint that redirects is misconfigured or hostile),
+//! the classification of provider failures (`invalid_grant` versus transient), and the
+//! `oauth_states` table. Only the SHA-256 of a state is stored, and the PKCE verifier is
+//! encrypted. It never logs or returns a token, a secret or a verifier, and it never
+//! decides what a failure means for a connection (that is `connections`).
+
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use tokio_postgres::types::Type;
+use url::Url;
+use uuid::Uuid;
+
+use crate::{
+    clients::{AuthMethod, ProviderClient},
+    context::Context,
+    crypto::{KeyRing, Owner, random_token, sha256},
+    http::ApiError,
+};
+
+/// How long a pending authorization may take.
+pub const STATE_TTL: Duration = Duration::from_secs(600);
+/// A provider answer larger than this is not a token response.
+const MAX_BODY: usize = 256 * 1024;
+/// Longest provider text kept in an event or a log line.
+const MAX_MESSAGE: usize = 300;
+
+/// Why a call to a provider failed, as far as what to do next is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The grant (refresh token or code) is dead: only a new authorization helps.
+    InvalidGrant,
+    /// The provider refused the request for another reason (`invalid_client`, …).
+    Rejected,
+    /// No answer in time.
+    Timeout,
+    /// A 5xx, or `temporarily_unavailable`.
+    ServerError,
+    /// A 429.
+    RateLimited,
+    /// The connection to the provider failed.
+    Network,
+    /// An answer that is not a token response.
+    InvalidResponse,
+}
+
+impl ErrorClass {
+    /// Worth trying again later without a new authorization.
+    pub fn is_transient(self) -> bool {
+        !matches!(self, Self::InvalidGrant | Self::Rejected)
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidGrant => "invalid_grant",
+            Self::Rejected => "rejected",
+            Self::Timeout => "timeout",
+            Self::ServerError => "server_error",
+            Self::RateLimited => "rate_limited",
+            Self::Network => "network",
+            Self::InvalidResponse => "invalid_response",
+        }
+    }
+}
+
+/// A failed provider call; `message` is safe to store and log (never a token).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", class.as_str())]
+pub struct ProviderError {
+    /// What kind of failure.
+    pub class: ErrorClass,
+    /// The provider's OAuth `error` code, when it sent one.
+    pub error: Option<String>,
+    /// Explanation (the provider's `error_description`, or ours).
+    pub message: String,
+    /// The provider's `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
+}
+
+impl ProviderError {
+    fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self { class, error: None, message: clip(&message.into()), retry_after: None }
+    }
+
+    /// The OAuth error code to show a caller (`invalid_grant`, `server_error`, …).
+    pub fn code(&self) -> &str {
+        self.error.as_deref().unwrap_or(self.class.as_str())
+    }
+}
+
+fn clip(text: &str) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(MAX_MESSAGE).collect();
+    if text.chars().count() > MAX_MESSAGE {
+        out.push('…');
+    }
+    out
+}
+
+/// A successful token endpoint answer.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: SecretString,
+    /// A (new) refresh token, when the provider sent one.
+    pub refresh_token: Option<SecretString>,
+    /// `Bearer` unless the provider says otherwise.
+    pub token_type: String,
+    /// Lifetime in seconds, when the provider gave one.
+    pub expires_in: Option<i64>,
+    /// Granted scopes, when the provider listed them.
+    pub scopes: Option<Vec<String>>,
+    /// Other fields of the answer (Zoho's `api_domain`, …), without anything token-like.
+    pub provider_data: Map<String, Value>,
+}
+
+impl TokenSet {
+    /// Absolute expiry from `now`.
+    pub fn expires_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.expires_in.map(|s| now + chrono::Duration::seconds(s))
+    }
+}
+
+/// Where and how to call a provider's token and revocation endpoints.
+#[derive(Debug, Clone)]
+pub struct TokenEndpoint {
+    /// Token endpoint.
+    pub token_url: String,
+    /// Revocation endpoint.
+    pub revoke_url: Option<String>,
+    /// Client id at the provider.
+    pub client_id: String,
+    /// Client secret (redacted in `Debug`).
+    pub client_secret: SecretString,
+    /// Client authentication.
+    pub auth_method: AuthMethod,
+    /// The redirect URI the code was issued for.
+    pub redirect_uri: String,
+}
+
+impl From<&ProviderClient> for TokenEndpoint {
+    fn from(c: &ProviderClient) -> Self {
+        Self {
+            token_url: c.settings.token_url.clone(),
+            revoke_url: c.settings.revoke_url.clone(),
+            client_id: c.settings.client_id.clone(),
+            client_secret: c.client_secret.clone(),
+            auth_method: c.settings.auth_method,
+            redirect_uri: c.settings.redirect_uri.clone(),
+        }
+    }
+}
+
+/// The outbound HTTP client for providers; clone it freely (one connection pool inside).
+#[derive(Debug, Clone)]
+pub struct Provider {
+    http: reqwest::Client,
+}
+
+impl Provider {
+    /// A client whose every call is bounded by `timeout` and that follows no redirect.
+    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http })
+    }
+
+    /// Exchanges an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5).
+    pub async fn exchange_code(
+        &self,
+        endpoint: &TokenEndpoint,
+        code: &str,
+        code_verifier: Option<&SecretString>,
+    ) -> Result<TokenSet, ProviderError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", endpoint.redirect_uri.clone()),
+        ];
+        if let Some(v) = code_verifier {
+            form.push(("code_verifier", v.expose_secret().to_owned()));
+        }
+        self.token_request(endpoint, form).await
+    }
+
+    /// Uses a refresh token (RFC 6749 §6).
+    pub async fn refresh(
+        &self,
+        endpoint: &TokenEndpoint,
+        refresh_token: &SecretString,
+    ) -> Result<TokenSet, ProviderError> {
+        let form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.expose_secret().to_owned()),
+        ];
+        self.token_request(endpoint, form).await
+    }
+
+    /// Revokes a token at `revoke_url` (RFC 7009); any 2xx is success.
+    pub async fn revoke(
+        &self,
+        endpoint: &TokenEndpoint,
+        revoke_url: &str,
+        token: &SecretString,
+        hint: &str,
+    ) -> Result<(), ProviderError> {
+        let form = vec![("token", token.expose_secret().to_owned()), ("token_type_hint", hint.to_owned())];
+        let response = self.post(endpoint, revoke_url, form).send().await.map_err(send_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = read_body(response).await.unwrap_or_default();
+        Err(classify_error(status.as_u16(), &bytes, None).unwrap_or_else(|| {
+            ProviderError::new(ErrorClass::Rejected, format!("revocation answered HTTP {}", status.as_u16()))
+        }))
+    }
+
+    fn post(
+        &self,
+        endpoint: &TokenEndpoint,
+        url: &str,
+        mut form: Vec<(&'static str, String)>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self.http.post(url).header(reqwest::header::ACCEPT, "application/json");
+        match endpoint.auth_method {
+            AuthMethod::ClientSecretPost => {
+                form.push(("client_id", endpoint.client_id.clone()));
+                form.push(("client_secret", endpoint.client_secret.expose_secret().to_owned()));
+            }
+            AuthMethod::ClientSecretBasic => {
+                request = request.header(reqwest::header::AUTHORIZATION, basic_auth(endpoint));
+            }
+        }
+        request.form(&form)
+    }
+
+    async fn token_request(
+        &self,
+        endpoint: &TokenEndpoint,
+        form: Vec<(&'static str, String)>,
+    ) -> Result<TokenSet, ProviderError> {
+        let response = self.post(endpoint, &endpoint.token_url, form).send().await.map_err(send_error)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let form_encoded = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let bytes = read_body(response).await?;
+        if let Some(err) = classify_error(status, &bytes, retry_after) {
+            return Err(err);
+        }
+        if (300..400).contains(&status) {
+            return Err(ProviderError::new(
+                ErrorClass::InvalidResponse,
+                format!("token endpoint redirected (HTTP {status})"),
+            ));
+        }
+        if !(200..300).contains(&status) {
+            return Err(ProviderError::new(ErrorClass::Rejected, format!("token endpoint answered HTTP {status}")));
+        }
+        parse_token_response(&bytes, form_encoded)
+    }
+}
+
+/// `Authorization: Basic` as RFC 6749 §2.3.1 wants it: both parts form-urlencoded first.
+fn basic_auth(endpoint: &TokenEndpoint) -> String {
+    let id: String = form_urlencoded::byte_serialize(endpoint.client_id.as_bytes()).collect();
+    let secret: String = form_urlencoded::byte_serialize(endpoint.client_secret.expose_secret().as_bytes()).collect();
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+fn send_error(e: reqwest::Error) -> ProviderError {
+    // reqwest's message can carry the URL; ours never carries the body (the secrets).
+    if e.is_timeout() {
+        ProviderError::new(ErrorClass::Timeout, "the provider did not answer in time")
+    } else if e.is_connect() {
+        ProviderError::new(ErrorClass::Network, "could not connect to the provider")
+    } else {
+        ProviderError::new(ErrorClass::Network, format!("request to the provider failed: {}", e.without_url()))
+    }
+}
+
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY {
+                    return Err(ProviderError::new(ErrorClass::InvalidResponse, "the provider's answer is too large"));
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(send_error(e)),
+        }
+    }
+}
+
+/// The OAuth error in an answer, if it is one. Some providers (Zoho) answer errors with
+/// HTTP 200 and an `error` member, so the body decides as much as the status.
+pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Option<ProviderError> {
+    let json: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
+    let error = json.as_ref().and_then(|m| m.get("error")).and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        // A few providers nest it: {"error": {"code": ..., "message": ...}}.
+        Value::Object(o) => {
+            o.get("code").or_else(|| o.get("status")).map(|c| c.to_string().trim_matches('"').to_owned())
+        }
+        _ => None,
+    });
+    let description = json
+        .as_ref()
+        .and_then(|m| m.get("error_description").or_else(|| m.get("message")))
+        .and_then(Value::as_str)
+        .map(clip);
+    let class = if status == 429 {
+        ErrorClass::RateLimited
+    } else if status >= 500 {
+        ErrorClass::ServerError
+    } else if let Some(code) = &error {
+        match code.as_str() {
+            // Zoho's "invalid_code" is its invalid_grant for refresh tokens and codes alike.
+            "invalid_grant" | "invalid_code" => ErrorClass::InvalidGrant,
+            "temporarily_unavailable" | "server_error" => ErrorClass::ServerError,
+            "slow_down" => ErrorClass::RateLimited,
+            _ => ErrorClass::Rejected,
+        }
+    } else if (400..500).contains(&status) {
+        ErrorClass::Rejected
+    } else {
+        return None;
+    };
+    let message =
+        description.or_else(|| error.clone()).unwrap_or_else(|| format!("the provider answered HTTP {status}"));
+    Some(ProviderError { class, error: error.map(|e| clip(&e)), message: clip(&message), retry_after })
+}
+
+/// Reads a token response: JSON, or form-encoded for the few providers that still send it.
+pub fn parse_token_response(body: &[u8], form_encoded: bool) -> Result<TokenSet, ProviderError> {
+    let map: Map<String, Value> = if form_encoded {
+        form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|_| ProviderError::new(ErrorClass::InvalidResponse, "the token response is not a JSON object"))?
+    };
+    token_set(map)
+}
+
+fn token_set(mut map: Map<String, Value>) -> Result<TokenSet, ProviderError> {
+    let access_token = match map.remove("access_token") {
+        Some(Value::String(s)) if !s.is_empty() => SecretString::from(s),
+        _ => return Err(ProviderError::new(ErrorClass::InvalidResponse, "the token response has no access_token")),
+    };
+    let refresh_token = match map.remove("refresh_token") {
+        Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
+        _ => None,
+    };
+    let token_type = match map.remove("token_type") {
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") || t.is_empty() => "Bearer".to_owned(),
+        Some(Value::String(t)) => clip(&t),
+        _ => "Bearer".to_owned(),
+    };
+    let expires_in = match map.remove("expires_in") {
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+    .filter(|s| *s > 0);
+    let scopes = map.remove("scope").and_then(|v| parse_scopes(&v));
+    // What stays is provider metadata; anything that looks like a credential goes.
+    map.retain(|key, value| {
+        let k = key.to_ascii_lowercase();
+        !(value.is_string() && (k.contains("token") || k.contains("secret") || k.contains("password")))
+    });
+    Ok(TokenSet { access_token, refresh_token, token_type, expires_in, scopes, provider_data: map })
+}
+
+/// Scopes as providers send them: a space- or comma-separated string, or an array.
+pub fn parse_scopes(value: &Value) -> Option<Vec<String>> {
+    let items: Vec<String> = match value {
+        Value::String(s) => s.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Value::Array(a) => {
+            a.iter().filter_map(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        }
+        _ => return None,
+    };
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for s in items {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Some(out)
+}
+
+/// A PKCE pair (RFC 7636): the verifier stays with us, the S256 challenge goes to the provider.
+pub struct Pkce {
+    /// 256 random bits, base64url (43 characters).
+    pub verifier: SecretString,
+    /// `base64url(sha256(verifier))`.
+    pub challenge: String,
+}
+
+impl Pkce {
+    /// A fresh pair.
+    pub fn generate() -> Self {
+        let verifier = random_token::<32>();
+        let challenge = challenge_of(&verifier);
+        Self { verifier: SecretString::from(verifier), challenge }
+    }
+}
+
+/// The S256 code challenge of `verifier`.
+pub fn challenge_of(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()))
+}
+
+/// The provider's authorize URL for `client`, carrying `state` and, with PKCE, the challenge.
+pub fn authorize_url(client: &ProviderClient, state: &str, code_challenge: Option<&str>) -> Result<Url, ApiError> {
+    let s = &client.settings;
+    let mut url = Url::parse(&s.authorize_url).map_err(ApiError::internal)?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &s.client_id)
+            .append_pair("redirect_uri", &s.redirect_uri);
+        if !s.scopes.is_empty() {
+            q.append_pair("scope", &s.scopes.join(" "));
+        }
+        q.append_pair("state", state);
+        if let Some(challenge) = code_challenge {
+            q.append_pair("code_challenge", challenge).append_pair("code_challenge_method", "S256");
+        }
+        for (k, v) in &s.extra_authorize_params {
+            q.append_pair(k, v);
+        }
+    }
+    Ok(url)
+}
+
+/// A pending authorization, as the callback finds it.
+#[derive(Debug)]
+pub struct PendingState {
+    /// The client being authorized.
+    pub client_id: Uuid,
+    /// The connection being authorized.
+    pub connection_id: String,
+    /// The PKCE verifier, when the client uses PKCE.
+    pub code_verifier: Option<SecretString>,
+    /// Where to send the browser afterwards.
+    pub return_to: Option<String>,
+}
+
+fn state_owner(hash: &[u8; 32]) -> String {
+    format!("oauth-state-{}", hex::encode(hash))
+}
+
+const INSERT_STATE: &str = "
+WITH expired AS (DELETE FROM oauth_states WHERE expires_at < now())
+INSERT INTO oauth_states (state_hash, client_id, connection_id, code_verifier, return_to, expires_at)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+RETURNING expires_at";
+
+/// Stores a new pending authorization (and drops expired ones); returns the state to put in
+/// the authorize URL, the PKCE challenge (when asked for) and the expiry.
+pub async fn create_state(
+    ctx: &Context,
+    keyring: &KeyRing,
+    client_id: Uuid,
+    connection_id: &str,
+    pkce: bool,
+    return_to: Option<&str>,
+) -> Result<(String, Option<String>, DateTime<Utc>), ApiError> {
+    let state = random_token::<32>();
+    let hash = sha256(state.as_bytes());
+    let pair = pkce.then(Pkce::generate);
+    let verifier = pair
+        .as_ref()
+        .map(|p| keyring.encrypt(Owner::new(&state_owner(&hash), "code_verifier"), p.verifier.expose_secret()));
+    let hash_param = hash.as_slice();
+    let ttl = STATE_TTL.as_secs_f64();
+    let rows = ctx
+        .db()
+        .query(
+            INSERT_STATE,
+            &[
+                (&hash_param, Type::BYTEA),
+                (&client_id, Type::UUID),
+                (&connection_id, Type::TEXT),
+                (&verifier, Type::TEXT),
+                (&return_to, Type::TEXT),
+                (&ttl, Type::FLOAT8),
+            ],
+        )
+        .await?;
+    let expires_at: DateTime<Utc> = rows[0].get(0);
+    Ok((state, pair.map(|p| p.challenge), expires_at))
+}
+
+const CONSUME_STATE: &str = "
+DELETE FROM oauth_states WHERE state_hash = $1
+RETURNING client_id, connection_id, code_verifier, return_to, expires_at > now()";
+
+/// Takes a pending authorization for good. Unknown, already used and expired states are all
+/// `None`: the `DELETE … RETURNING` makes a state single-use even under concurrent callbacks.
+pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Result<Option<PendingState>, ApiError> {
+    if state.is_empty() || state.len() > 512 {
+        return Ok(None);
+    }
+    let hash = sha256(state.as_bytes());
+    let hash_param = hash.as_slice();
+    let rows = ctx.db().query(CONSUME_STATE, &[(&hash_param, Type::BYTEA)]).await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    if !row.get::<_, bool>(4) {
+        return Ok(None);
+    }
+    let code_verifier = row
+        .get::<_, Option<String>>(2)
+        .map(|ct| keyring.decrypt(Owner::new(&state_owner(&hash), "code_verifier"), &ct))
+        .transpose()
+        .map_err(ApiError::internal)?;
+    Ok(Some(PendingState { client_id: row.get(0), connection_id: row.get(1), code_verifier, return_to: row.get(3) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(v: Value) -> Result<TokenSet, ProviderError> {
+        parse_token_response(&serde_json::to_vec(&v).unwrap(), false)
+    }
+
+    #[test]
+    fn a_full_answer_is_read() {
+        let t = parse(json!({"access_token": "a", "refresh_token": "r", "token_type": "bearer", "expires_in": 3600,
+                             "scope": "read write", "api_domain": "https://www.zohoapis.eu", "id_token": "jwt"}))
+        .unwrap();
+        assert_eq!(t.access_token.expose_secret(), "a");
+        assert_eq!(t.refresh_token.unwrap().expose_secret(), "r");
+        assert_eq!(t.token_type, "Bearer");
+        assert_eq!(t.expires_in, Some(3600));
+        assert_eq!(t.scopes.unwrap(), vec!["read", "write"]);
+        assert_eq!(t.provider_data.get("api_domain"), Some(&json!("https://www.zohoapis.eu")));
+        assert!(!t.provider_data.contains_key("id_token"));
+    }
+
+    #[test]
+    fn a_minimal_answer_is_read() {
+        let t = parse(json!({"access_token": "a"})).unwrap();
+        assert!(t.refresh_token.is_none());
+        assert_eq!(t.expires_in, None);
+        assert!(t.scopes.is_none());
+        assert_eq!(t.token_type, "Bearer");
+        let t = parse(json!({"access_token": "a", "expires_in": "120"})).unwrap();
+        assert_eq!(t.expires_in, Some(120));
+    }
+
+    #[test]
+    fn scope_variants() {
+        assert_eq!(parse_scopes(&json!("a b  c")).unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(parse_scopes(&json!("a,b, c")).unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(parse_scopes(&json!(["a", "b", "a"])).unwrap(), vec!["a", "b"]);
+        assert_eq!(parse_scopes(&json!("")).unwrap(), Vec::<String>::new());
+        assert!(parse_scopes(&json!(7)).is_none());
+    }
+
+    #[test]
+    fn a_form_encoded_answer_is_read() {
+        let t = parse_token_response(b"access_token=a&scope=x%2Cy&token_type=bearer", true).unwrap();
+        assert_eq!(t.scopes.unwrap(), vec!["x", "y"]);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let c =
+            |status, body: Value| classify_error(status, &serde_json::to_vec(&body).unwrap(), None).map(|e| e.class);
+        assert_eq!(c(400, json!({"error": "invalid_grant"})), Some(ErrorClass::InvalidGrant));
+        assert_eq!(c(200, json!({"error": "invalid_code"})), Some(ErrorClass::InvalidGrant));
+        assert_eq!(c(401, json!({"error": "invalid_client"})), Some(ErrorClass::Rejected));
+        assert_eq!(c(400, json!({"error": "temporarily_unavailable"})), Some(ErrorClass::ServerError));
+        assert_eq!(c(503, json!({})), Some(ErrorClass::ServerError));
+        assert_eq!(c(429, json!({"error": "invalid_grant"})), Some(ErrorClass::RateLimited));
+        assert_eq!(c(200, json!({"access_token": "a"})), None);
+        assert!(classify_error(502, b"<html>bad gateway</html>", None).unwrap().class.is_transient());
+        assert!(!ErrorClass::InvalidGrant.is_transient());
+    }
+
+    #[test]
+    fn missing_access_token_is_an_invalid_response() {
+        assert_eq!(parse(json!({"token_type": "Bearer"})).unwrap_err().class, ErrorClass::InvalidResponse);
+        assert_eq!(parse_token_response(b"<html>", false).unwrap_err().class, ErrorClass::InvalidResponse);
+    }
+
+    #[test]
+    fn pkce_challenge_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            challenge_of("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let p = Pkce::generate();
+        assert_eq!(p.verifier.expose_secret().len(), 43);
+        assert_eq!(challenge_of(p.verifier.expose_secret()), p.challenge);
+    }
+
+    #[test]
+    fn basic_auth_encodes_both_parts() {
+        let e = TokenEndpoint {
+            token_url: String::new(),
+            revoke_url: None,
+            client_id: "id:1".into(),
+            client_secret: SecretString::from("s&c ret"),
+            auth_method: AuthMethod::ClientSecretBasic,
+            redirect_uri: String::new(),
+        };
+        let header = basic_auth(&e);
+        let decoded = String::from_utf8(STANDARD.decode(header.trim_start_matches("Basic ")).unwrap()).unwrap();
+        assert_eq!(decoded, "id%3A1:s%26c+ret");
+    }
+}
