@@ -262,22 +262,40 @@ CREATE TABLE request_log_keys (
     PRIMARY KEY (service, request_id)
 );
 
--- Partition upkeep without DDL rights: the request-log role may not create or drop tables
--- (only migrate's user owns the schema), so it goes through these two functions, which run
--- as their owner and can touch nothing but request_log's own partitions.
+-- Partition upkeep without DDL rights: the request-log role may not create, alter or drop
+-- tables (only migrate's user owns the schema), so it goes through these two functions,
+-- which run as their owner and can touch nothing but request_log's own partitions.
+-- Creating a month that already has rows in the default partition builds the partition
+-- beside the table, moves the rows, then attaches it (a partition cannot be created over
+-- rows of the default one). Returns the rows moved, or NULL when the partition existed.
 CREATE FUNCTION request_log_create_partition(partition_name text, from_ts timestamptz, to_ts timestamptz)
-RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+DECLARE
+    moved bigint := 0;
 BEGIN
-    IF partition_name !~ '^request_log_[a-z0-9_]{1,40}$' OR partition_name = 'request_log_default'
-       OR partition_name = 'request_log_keys' THEN
-        RAISE EXCEPTION 'invalid partition name %', partition_name USING ERRCODE = 'invalid_parameter_value';
+    IF partition_name !~ '^request_log_[a-z0-9_]{1,40}$' OR partition_name IN ('request_log_default', 'request_log_keys')
+       OR from_ts >= to_ts THEN
+        RAISE EXCEPTION 'invalid partition % [%, %)', partition_name, from_ts, to_ts
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF to_regclass('public.' || partition_name) IS NOT NULL THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
-    EXECUTE format('CREATE TABLE public.%I PARTITION OF public.request_log FOR VALUES FROM (%L) TO (%L)',
-                   partition_name, from_ts, to_ts);
-    RETURN true;
+    IF EXISTS (SELECT 1 FROM public.request_log_default WHERE occurred_at >= from_ts AND occurred_at < to_ts) THEN
+        EXECUTE format('CREATE TABLE public.%I (LIKE public.request_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                       partition_name);
+        EXECUTE format('WITH moved AS (DELETE FROM public.request_log_default WHERE occurred_at >= %L AND occurred_at < %L RETURNING *) '
+                       'INSERT INTO public.%I SELECT * FROM moved', from_ts, to_ts, partition_name);
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L)',
+                       partition_name, partition_name || '_range', from_ts, to_ts);
+        EXECUTE format('ALTER TABLE public.request_log ATTACH PARTITION public.%I FOR VALUES FROM (%L) TO (%L)',
+                       partition_name, from_ts, to_ts);
+    ELSE
+        EXECUTE format('CREATE TABLE public.%I PARTITION OF public.request_log FOR VALUES FROM (%L) TO (%L)',
+                       partition_name, from_ts, to_ts);
+    END IF;
+    RETURN moved;
 END
 $$;
 

@@ -36,8 +36,8 @@ pub struct FunctionGrants {
 const HEALTH: (&str, &str) = ("schema_migrations", "SELECT");
 const APPEND_EVENTS: (&str, &str) = ("events", "SELECT, INSERT");
 // Every HTTP function may record its own requests in the request log (LOG_OWN_REQUESTS),
-// without being able to read anybody's.
-const OWN_REQUESTS: [(&str, &str); 2] = [("request_log", "INSERT"), ("request_log_keys", "INSERT")];
+// without being able to read anybody's (the deduplication keys' insert returns their ids).
+const OWN_REQUESTS: [(&str, &str); 2] = [("request_log", "INSERT"), ("request_log_keys", "SELECT, INSERT")];
 
 /// The grants matrix. A table missing from a function's list is closed to it; a table no
 /// function lists must be in [`OWNER_ONLY`] (a test checks every table is classified).
@@ -92,6 +92,8 @@ pub const GRANTS: &[FunctionGrants] = &[
             HEALTH,
             ("api_keys", "SELECT"),
             ("request_log", "SELECT, INSERT"),
+            // Which months still sit in the default partition (upkeep moves them out).
+            ("request_log_default", "SELECT"),
             ("request_log_keys", "SELECT, INSERT, DELETE"),
         ],
         routines: &["request_log_create_partition(text, timestamptz, timestamptz)", "request_log_drop_partition(text)"],
@@ -105,6 +107,9 @@ pub const GRANTS: &[FunctionGrants] = &[
             ("clients", "SELECT, INSERT, UPDATE, DELETE"),
             ("licenses", "SELECT, INSERT, UPDATE"),
             ("installations", "SELECT, INSERT, UPDATE, DELETE"),
+            // A client in use by live connections cannot be deleted (ciphertexts only: the
+            // tokens stay sealed to their connection).
+            ("connections", "SELECT"),
             OWN_REQUESTS[0],
             OWN_REQUESTS[1],
         ],
@@ -446,7 +451,7 @@ mod tests {
         for t in ["connections", "clients", "oauth_states", "api_keys"] {
             assert!(!has("license-validate", t), "license-validate must not read {t}");
         }
-        assert!(!has("events-relay", "connections"));
+        assert!(!has("events-relay", "connections") && !has("events-relay", "clients"));
     }
 
     #[test]

@@ -114,9 +114,19 @@ async fn every_table_is_in_the_grants_matrix() {
             "table '{table}' is neither granted to a function nor in OWNER_ONLY: classify it in shared/src/roles.rs"
         );
     }
+    let all: Vec<String> = client
+        .query(
+            "SELECT relname::text FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     for g in GRANTS {
         for (table, _) in g.tables {
-            assert!(tables(&client).await.iter().any(|(t, _)| t == table), "{}: no table '{table}'", g.function);
+            assert!(all.contains(&table.to_string()), "{}: no table '{table}'", g.function);
         }
     }
 }
@@ -221,20 +231,36 @@ async fn request_log_partitions_only_through_the_owner_functions() {
     let client = connect_as(&app, &names["request-log"]).await;
     let create = "SELECT request_log_create_partition($1, $2::text::timestamptz, $3::text::timestamptz)";
     let args = ["request_log_2031_01", "2031-01-01T00:00:00Z", "2031-02-01T00:00:00Z"];
-    let made: bool = client.query_one(create, &[&args[0], &args[1], &args[2]]).await.unwrap().get(0);
-    assert!(made);
-    let again: bool = client.query_one(create, &[&args[0], &args[1], &args[2]]).await.unwrap().get(0);
-    assert!(!again, "creating an existing partition is a no-op");
+    let made: Option<i64> = client.query_one(create, &[&args[0], &args[1], &args[2]]).await.unwrap().get(0);
+    assert_eq!(made, Some(0), "created, nothing to move");
+    let again: Option<i64> = client.query_one(create, &[&args[0], &args[1], &args[2]]).await.unwrap().get(0);
+    assert_eq!(again, None, "creating an existing partition is a no-op");
     client
         .batch_execute(
             "INSERT INTO request_log (id, occurred_at, service, endpoint, method, status_code)
-             VALUES (gen_random_uuid(), '2031-01-15T12:00:00Z', 'svc', '/x', 'GET', 200)",
+             VALUES (gen_random_uuid(), '2031-01-15T12:00:00Z', 'svc', '/x', 'GET', 200),
+                    (gen_random_uuid(), '2031-03-15T12:00:00Z', 'svc', '/x', 'GET', 200)",
         )
         .await
         .unwrap();
     let owner = app.client().await;
     let rows: i64 = owner.query_one("SELECT count(*) FROM request_log_2031_01", &[]).await.unwrap().get(0);
     assert_eq!(rows, 1, "the row went to the new partition");
+    // A month whose rows wait in the default partition: they move into the new one.
+    let march = ["request_log_2031_03", "2031-03-01T00:00:00Z", "2031-04-01T00:00:00Z"];
+    let moved: Option<i64> = client.query_one(create, &[&march[0], &march[1], &march[2]]).await.unwrap().get(0);
+    assert_eq!(moved, Some(1));
+    let (in_march, in_default): (i64, i64) = {
+        let r = owner
+            .query_one(
+                "SELECT (SELECT count(*) FROM request_log_2031_03), (SELECT count(*) FROM request_log_default)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((in_march, in_default), (1, 0));
 
     for bad in ["events", "request_log_default", "request_log_keys", "request_log_2031_02"] {
         let err = client.query_one("SELECT request_log_drop_partition($1)", &[&bad]).await.unwrap_err();
@@ -501,4 +527,103 @@ async fn the_key_ring_placeholder_is_replaced_once_and_a_real_ring_never() {
     assert!(err.contains(&other) && !err.contains("not a ring"), "{err}");
     let value = sm.get_secret_value().secret_id(&other).send().await.unwrap().secret_string.unwrap();
     assert_eq!(value, "not a ring");
+}
+
+/// Accepts every entry, like a healthy EventBridge.
+struct AcceptAll;
+
+impl shared::relay::Publisher for AcceptAll {
+    async fn put(&self, entries: &[shared::relay::Entry]) -> Result<Vec<Option<String>>, shared::relay::PublishError> {
+        Ok(entries.iter().map(|_| None).collect())
+    }
+}
+
+#[tokio::test]
+async fn each_function_runs_its_own_code_as_its_role() {
+    use shared::auth::Scope;
+    let app = TestApp::new().await;
+    let names = role_names();
+    roles::apply(&mut app.client().await, &logins(&names)).await.unwrap();
+    let as_role = |function: &str| {
+        let mut url = url::Url::parse(&app.db_url).unwrap();
+        url.set_username(&names[function]).unwrap();
+        with(&app, &[("DATABASE_URL", url.as_str())])
+    };
+    let admin_key = app.admin_key.as_str();
+    let key =
+        app.api_key(&[Scope::RequestsRead, Scope::RequestsWrite, Scope::TokensRead, Scope::ConnectionsRead]).await;
+
+    // admin: an event appended (an API key), licenses and clients listed.
+    let router = admin::router(as_role("admin"));
+    let created = call(
+        &router,
+        Method::POST,
+        "/v1/api-keys",
+        Some(admin_key),
+        Some(json!({"name": "x", "scopes": ["tokens:read"]})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "admin: {}", created.text);
+    let issued =
+        call(&router, Method::POST, "/v1/licenses", Some(admin_key), Some(json!({"email": "a@example.com"}))).await;
+    assert_eq!(issued.status, StatusCode::CREATED, "admin: {}", issued.text);
+    for path in ["/v1/clients", "/v1/licenses", "/v1/api-keys"] {
+        let listed = call(&router, Method::GET, path, Some(admin_key), None).await;
+        assert_eq!(listed.status, StatusCode::OK, "admin {path}: {}", listed.text);
+    }
+    let license_key = issued.json["license_key"].as_str().unwrap().to_owned();
+
+    // license-validate: its one-statement validate and an activation, never the tokens.
+    let router = license_validate::router(as_role("license-validate"));
+    let body = json!({"license_key": license_key, "installation_id": "laptop-1"});
+    let activated = call(&router, Method::POST, "/v1/licenses/activate", None, Some(body.clone())).await;
+    assert_eq!(
+        (activated.status, activated.json["code"].clone()),
+        (StatusCode::OK, json!("VALID")),
+        "{}",
+        activated.text
+    );
+    let validated = call(&router, Method::POST, "/v1/licenses/validate", None, Some(body)).await;
+    assert_eq!(validated.json["code"], "VALID", "{}", validated.text);
+
+    // token-fetch: the token lookup and the connection list.
+    let router = token_fetch::router(as_role("token-fetch"));
+    let missing = call(&router, Method::GET, "/v1/tokens/branch-1", Some(&key), None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "token-fetch: {}", missing.text);
+    let listed = call(&router, Method::GET, "/v1/connections", Some(&key), None).await;
+    assert_eq!(listed.status, StatusCode::OK, "token-fetch: {}", listed.text);
+
+    // oauth: a forged state is looked up and refused.
+    let router = oauth::router(as_role("oauth"));
+    let forged = call(&router, Method::GET, "/oauth/callback?code=c&state=forged", None, None).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST, "oauth: {}", forged.text);
+
+    // request-log: ingest, query, and the daily upkeep (partitions through the owner's functions).
+    let ctx = as_role("request-log");
+    let router = request_log::router(ctx.clone());
+    let record = json!({"service": "svc", "endpoint": "/x", "method": "GET", "status_code": 200, "request_id": "r-1"});
+    let posted = call(&router, Method::POST, "/v1/requests", Some(&key), Some(record)).await;
+    assert_eq!(posted.status, StatusCode::ACCEPTED, "request-log: {}", posted.text);
+    let listed = call(&router, Method::GET, "/v1/requests", Some(&key), None).await;
+    assert_eq!(listed.json["items"].as_array().map(Vec::len), Some(1), "request-log: {}", listed.text);
+    let upkeep = request_log::handle_schedule(&ctx, chrono::Utc::now()).await;
+    assert!(upkeep.as_ref().is_ok_and(|r| !r.created.is_empty()), "request-log upkeep: {upkeep:?}");
+
+    // token-refresh: a scheduled run over the connections.
+    let provider = shared::oauth::Provider::new(Duration::from_secs(5)).unwrap();
+    let refreshed = token_refresh::handle(&as_role("token-refresh"), &provider, &json!({}), deadline()).await;
+    assert!(refreshed.is_ok(), "token-refresh: {refreshed:?}");
+
+    // events-relay: publishes what admin and license-validate appended, and moves its position.
+    let relayed = events_relay::handle(
+        &as_role("events-relay"),
+        &AcceptAll,
+        &serde_json::json!({}),
+        std::time::Instant::now() + Duration::from_secs(20),
+    )
+    .await;
+    assert!(relayed.is_ok(), "events-relay: {relayed:?}");
+    let position: i64 = app.client().await.query_one("SELECT position FROM relay_state", &[]).await.unwrap().get(0);
+    assert!(position > 0, "the relay advanced");
+    drop_roles(&app, names.values()).await;
 }

@@ -67,13 +67,11 @@ fn parse_partition_name(name: &str) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(year.parse().ok()?, month.parse().ok()?, 1)
 }
 
-fn literal(t: DateTime<Utc>) -> String {
-    t.format("'%Y-%m-%dT%H:%M:%SZ'").to_string()
-}
-
 const PARTITIONS: &str = "
 SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'request_log'::regclass";
+const CREATE_PARTITION: &str = "SELECT request_log_create_partition($1, $2, $3)";
+const DROP_PARTITION: &str = "SELECT request_log_drop_partition($1)";
 const DEFAULT_MONTHS: &str = "SELECT DISTINCT date_trunc('month', occurred_at, 'UTC')::date FROM request_log_default";
 const DELETE_KEYS: &str =
     "WITH gone AS (DELETE FROM request_log_keys WHERE occurred_at < $1 RETURNING 1) SELECT count(*) FROM gone";
@@ -106,42 +104,22 @@ pub async fn upkeep(db: &Db, now: DateTime<Utc>, retention_days: u32) -> Result<
     let mut report = UpkeepReport { retained_from: at_midnight(keep_from), ..Default::default() };
     for month in wanted.difference(&existing) {
         let name = partition_name(*month);
-        let (from, to) = (literal(at_midnight(*month)), literal(at_midnight(add_months(*month, 1))));
-        if in_default.contains(month) {
-            // A partition cannot be created over rows in the default partition: build it
-            // beside the table, move the rows, then attach it.
-            tx.batch_execute(&format!(
-                "CREATE TABLE {name} (LIKE request_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-            ))
-            .await?;
-            let moved = tx
-                .query_typed(
-                    &format!(
-                        "WITH moved AS (DELETE FROM request_log_default WHERE occurred_at >= {from} AND occurred_at < {to} RETURNING *), \
-                         copied AS (INSERT INTO {name} SELECT * FROM moved RETURNING 1) SELECT count(*) FROM copied"
-                    ),
-                    &[],
-                )
-                .await?;
-            report.moved_rows += moved.first().map_or(0, |r| r.get::<_, i64>(0)) as u64;
-            tx.batch_execute(&format!(
-                "ALTER TABLE {name} ADD CONSTRAINT {name}_range CHECK (occurred_at >= {from} AND occurred_at < {to}); \
-                 ALTER TABLE request_log ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to})"
-            ))
-            .await?;
-        } else {
-            tx.batch_execute(&format!(
-                "CREATE TABLE {name} PARTITION OF request_log FOR VALUES FROM ({from}) TO ({to})"
-            ))
-            .await?;
-        }
+        let (from, to) = (at_midnight(*month), at_midnight(add_months(*month, 1)));
+        // The DDL runs in a function owned by the schema owner: this function's database
+        // role may not create or drop tables itself (shared::roles).
+        let moved: Option<i64> = tx
+            .query_typed(CREATE_PARTITION, &[(&name, Type::TEXT), (&from, Type::TIMESTAMPTZ), (&to, Type::TIMESTAMPTZ)])
+            .await?
+            .first()
+            .and_then(|r| r.get(0));
+        report.moved_rows += moved.unwrap_or(0) as u64;
         report.created.push(name);
     }
 
     let present: BTreeSet<NaiveDate> = existing.union(&wanted).copied().collect();
     for month in present.iter().filter(|m| **m < keep_from) {
         let name = partition_name(*month);
-        tx.batch_execute(&format!("DROP TABLE {name}")).await?;
+        tx.query_typed(DROP_PARTITION, &[(&name, Type::TEXT)]).await?;
         report.dropped.push(name);
     }
     let keep_from_at = at_midnight(keep_from);
