@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod aws;
 pub mod clients;
 pub mod config;
 pub mod connections;

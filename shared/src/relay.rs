@@ -97,14 +97,7 @@ impl EventBridge {
 
 impl Publisher for EventBridge {
     async fn put(&self, entries: &[Entry]) -> Result<Vec<Option<String>>, PublishError> {
-        let client = self
-            .client
-            .get_or_init(|| async {
-                aws_sdk_eventbridge::Client::new(
-                    &aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
-                )
-            })
-            .await;
+        let client = self.client.get_or_init(|| async { crate::aws::eventbridge() }).await;
         let mut request = client.put_events();
         for entry in entries {
             request = request.entries(

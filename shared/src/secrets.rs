@@ -72,12 +72,9 @@ impl SecretsClient {
 
     async fn sdk(&self) -> &aws_sdk_secretsmanager::Client {
         self.client
-            .get_or_init(|| async {
-                // Honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SECRETS_MANAGER, so tests and
-                // local runs can point at an emulator.
-                let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                aws_sdk_secretsmanager::Client::new(&shared)
-            })
+            // Honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SECRETS_MANAGER, so tests and local
+            // runs can point at an emulator.
+            .get_or_init(|| async { crate::aws::secrets_manager() })
             .await
     }
 
