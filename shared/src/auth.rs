@@ -165,7 +165,7 @@ pub async fn authenticate(
     let hash_param = hash.as_slice();
     let row = ctx
         .db()
-        .query(LOOKUP, &[(&hash_param, Type::BYTEA)])
+        .read(LOOKUP, &[(&hash_param, Type::BYTEA)])
         .await?
         .into_iter()
         .next()

@@ -454,11 +454,11 @@ pub async fn fetch_token(
     let is_admin = ctx.admin_key_hash().await?.is_some_and(|admin| constant_time_eq(&hash, admin.as_slice()));
     let (actor, row) = if is_admin {
         let no_key: Option<&[u8]> = None;
-        let rows = ctx.db().query(TOKEN_LOOKUP, &[(&no_key, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
+        let rows = ctx.db().read(TOKEN_LOOKUP, &[(&no_key, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
         ("admin:bootstrap".to_owned(), rows.into_iter().next())
     } else {
         let hash_param = hash.as_slice();
-        let rows = ctx.db().query(TOKEN_LOOKUP, &[(&hash_param, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
+        let rows = ctx.db().read(TOKEN_LOOKUP, &[(&hash_param, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
         let row = rows.into_iter().next().ok_or_else(|| unauthorized("unknown API key"))?;
         let scopes: Vec<String> = row.get(1);
         let allowed = scopes.iter().any(|s| s == Scope::TokensRead.as_str() || s == Scope::Admin.as_str());

@@ -6,7 +6,13 @@
 //! for a closed socket only, so a warm request costs no extra round trip. It never issues
 //! session-level `SET`s or long-lived prepared statements (they pin RDS Proxy connections).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::{ClientWrapper, ManagerConfig, RecyclingMethod};
@@ -155,6 +161,16 @@ struct DbInner {
     credentials: Credentials,
     settings: DbSettings,
     pool: RwLock<Option<Pool>>,
+    /// Connections that concurrent [`Db::read`]s share (a few of the pool's).
+    shared: Vec<tokio::sync::Mutex<Option<SharedConnection>>>,
+    /// Round-robin over `shared`.
+    next_shared: AtomicUsize,
+}
+
+/// A pooled connection lent to every concurrent read until it breaks or idles.
+struct SharedConnection {
+    client: Arc<Client>,
+    last_used: Instant,
 }
 
 impl Db {
@@ -179,7 +195,18 @@ impl Db {
     }
 
     fn with_credentials(credentials: Credentials, settings: DbSettings) -> Self {
-        Self { inner: Arc::new(DbInner { credentials, settings, pool: RwLock::new(None) }) }
+        // Half the pool is shared by reads (at least one connection stays exclusive for
+        // transactions); a pool of one shares nothing.
+        let shared = (0..settings.pool_max / 2).map(|_| tokio::sync::Mutex::new(None)).collect();
+        Self {
+            inner: Arc::new(DbInner {
+                credentials,
+                settings,
+                pool: RwLock::new(None),
+                shared,
+                next_shared: AtomicUsize::new(0),
+            }),
+        }
     }
 
     /// A connection from the pool. When the server rejects the password of a secret from
@@ -221,6 +248,61 @@ impl Db {
                 Ok(client.query_typed(sql, params).await?)
             }
             other => Ok(other?),
+        }
+    }
+
+    /// Runs one statement on a connection shared with other concurrent reads:
+    /// tokio-postgres pipelines their statements on it, so PostgreSQL serves a batch per
+    /// wake-up instead of one statement per round trip (the hot paths under concurrency;
+    /// in Lambda, one request per environment, it is simply a pooled connection). Each
+    /// statement is still its own implicit transaction. For reads, and for writes that do
+    /// not wait for a commit's flush (`synchronous_commit` off, as `license_validate` does):
+    /// a statement that waits holds up the ones queued behind it. Retried like [`Db::query`].
+    pub async fn read(
+        &self,
+        sql: &str,
+        params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, DbError> {
+        let Some(client) = self.shared_connection().await? else { return self.query(sql, params).await };
+        match client.query_typed(sql, params).await {
+            Err(e) if is_broken(&e) => {
+                tracing::info!("shared database connection broken; retrying once on a new one");
+                self.forget_shared(&client).await;
+                self.query(sql, params).await
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The next shared connection, replaced when it is closed or has idled long enough to
+    /// need verifying (the pool verifies it again when it is handed out after that).
+    async fn shared_connection(&self) -> Result<Option<Arc<Client>>, DbError> {
+        let slots = &self.inner.shared;
+        if slots.is_empty() {
+            return Ok(None);
+        }
+        let slot = &slots[self.inner.next_shared.fetch_add(1, Ordering::Relaxed) % slots.len()];
+        let mut held = slot.lock().await;
+        if let Some(shared) = held.as_mut()
+            && !shared.client.is_closed()
+            && shared.last_used.elapsed() < VERIFY_AFTER_IDLE
+        {
+            shared.last_used = Instant::now();
+            return Ok(Some(shared.client.clone()));
+        }
+        // Dropping the last handle returns the connection to the pool.
+        *held = None;
+        let client = Arc::new(self.get().await?);
+        *held = Some(SharedConnection { client: client.clone(), last_used: Instant::now() });
+        Ok(Some(client))
+    }
+
+    async fn forget_shared(&self, broken: &Arc<Client>) {
+        for slot in &self.inner.shared {
+            let mut held = slot.lock().await;
+            if held.as_ref().is_some_and(|s| Arc::ptr_eq(&s.client, broken)) {
+                *held = None;
+            }
         }
     }
 

@@ -1026,7 +1026,7 @@ pub async fn validate(ctx: &Context, request: CheckRequest) -> Result<CheckAnswe
     let hash = pepper_hash(ctx, &request.license_key).await?;
     let hash_param = hash.as_slice();
     let installation_id = request.installation_id.as_str();
-    let rows = ctx.db().query(VALIDATE, &[(&hash_param, Type::BYTEA), (&installation_id, Type::TEXT)]).await?;
+    let rows = ctx.db().read(VALIDATE, &[(&hash_param, Type::BYTEA), (&installation_id, Type::TEXT)]).await?;
     let Some(row) = rows.first().filter(|r| constant_time_eq(r.get::<_, &[u8]>(4), &hash)) else {
         return Ok(CheckAnswer::not_found(request.nonce));
     };

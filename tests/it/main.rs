@@ -7,6 +7,7 @@ mod admin_ui;
 mod api_keys;
 mod cli;
 mod contract;
+mod db;
 mod deploy;
 mod event_store;
 mod fake_provider;
