@@ -162,9 +162,33 @@ struct DbInner {
     settings: DbSettings,
     pool: RwLock<Option<Pool>>,
     /// Connections that concurrent [`Db::read`]s share (a few of the pool's).
-    shared: Vec<tokio::sync::Mutex<Option<SharedConnection>>>,
-    /// Round-robin over `shared`.
-    next_shared: AtomicUsize,
+    shared: Vec<SharedSlot>,
+}
+
+/// Statements in flight on one shared connection before reads spill over to the next one:
+/// one connection (one warm backend) while traffic is light, all of them under load.
+const PIPELINE_DEPTH: usize = 4;
+
+#[derive(Default)]
+struct SharedSlot {
+    in_flight: AtomicUsize,
+    connection: tokio::sync::Mutex<Option<SharedConnection>>,
+}
+
+/// Counts a read in flight on a slot for as long as it lives.
+struct InFlight<'a>(&'a SharedSlot);
+
+impl<'a> InFlight<'a> {
+    fn enter(slot: &'a SharedSlot) -> Self {
+        slot.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(slot)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A pooled connection lent to every concurrent read until it breaks or idles.
@@ -197,16 +221,8 @@ impl Db {
     fn with_credentials(credentials: Credentials, settings: DbSettings) -> Self {
         // Half the pool is shared by reads (at least one connection stays exclusive for
         // transactions); a pool of one shares nothing.
-        let shared = (0..settings.pool_max / 2).map(|_| tokio::sync::Mutex::new(None)).collect();
-        Self {
-            inner: Arc::new(DbInner {
-                credentials,
-                settings,
-                pool: RwLock::new(None),
-                shared,
-                next_shared: AtomicUsize::new(0),
-            }),
-        }
+        let shared = (0..settings.pool_max / 2).map(|_| SharedSlot::default()).collect();
+        Self { inner: Arc::new(DbInner { credentials, settings, pool: RwLock::new(None), shared }) }
     }
 
     /// A connection from the pool. When the server rejects the password of a secret from
@@ -263,7 +279,15 @@ impl Db {
         sql: &str,
         params: &[(&(dyn tokio_postgres::types::ToSql + Sync), tokio_postgres::types::Type)],
     ) -> Result<Vec<tokio_postgres::Row>, DbError> {
-        let Some(client) = self.shared_connection().await? else { return self.query(sql, params).await };
+        let slots = &self.inner.shared;
+        let load = |s: &SharedSlot| s.in_flight.load(Ordering::Relaxed);
+        let Some(slot) =
+            slots.iter().find(|s| load(s) < PIPELINE_DEPTH).or_else(|| slots.iter().min_by_key(|s| load(s)))
+        else {
+            return self.query(sql, params).await;
+        };
+        let _in_flight = InFlight::enter(slot);
+        let client = self.shared_connection(slot).await?;
         match client.query_typed(sql, params).await {
             Err(e) if is_broken(&e) => {
                 tracing::info!("shared database connection broken; retrying once on a new one");
@@ -274,32 +298,27 @@ impl Db {
         }
     }
 
-    /// The next shared connection, replaced when it is closed or has idled long enough to
-    /// need verifying (the pool verifies it again when it is handed out after that).
-    async fn shared_connection(&self) -> Result<Option<Arc<Client>>, DbError> {
-        let slots = &self.inner.shared;
-        if slots.is_empty() {
-            return Ok(None);
-        }
-        let slot = &slots[self.inner.next_shared.fetch_add(1, Ordering::Relaxed) % slots.len()];
-        let mut held = slot.lock().await;
+    /// The slot's connection, replaced when it is closed or has idled long enough to need
+    /// verifying (the pool verifies it again when it is handed out after that).
+    async fn shared_connection(&self, slot: &SharedSlot) -> Result<Arc<Client>, DbError> {
+        let mut held = slot.connection.lock().await;
         if let Some(shared) = held.as_mut()
             && !shared.client.is_closed()
             && shared.last_used.elapsed() < VERIFY_AFTER_IDLE
         {
             shared.last_used = Instant::now();
-            return Ok(Some(shared.client.clone()));
+            return Ok(shared.client.clone());
         }
         // Dropping the last handle returns the connection to the pool.
         *held = None;
         let client = Arc::new(self.get().await?);
         *held = Some(SharedConnection { client: client.clone(), last_used: Instant::now() });
-        Ok(Some(client))
+        Ok(client)
     }
 
     async fn forget_shared(&self, broken: &Arc<Client>) {
         for slot in &self.inner.shared {
-            let mut held = slot.lock().await;
+            let mut held = slot.connection.lock().await;
             if held.as_ref().is_some_and(|s| Arc::ptr_eq(&s.client, broken)) {
                 *held = None;
             }

@@ -47,6 +47,12 @@ async fn concurrent_reads_share_half_the_pool_and_leave_the_rest_for_transaction
     .await;
     let backends: HashSet<i32> = reads.into_iter().collect();
     assert_eq!(backends.len(), 2, "64 concurrent reads ran on the 2 shared connections of a pool of 4");
+    let mut one_at_a_time = HashSet::new();
+    for _ in 0..5 {
+        one_at_a_time.insert(backend_pid(&db).await);
+    }
+    assert_eq!(one_at_a_time.len(), 1, "light traffic stays on one connection");
+    assert!(backends.is_superset(&one_at_a_time));
 
     // The other half is still there for exclusive use, while the shared ones stay lent.
     let a = db.get().await.unwrap();
