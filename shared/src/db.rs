@@ -120,6 +120,8 @@ pub struct DbSettings {
     pub ca_bundle: Option<std::path::PathBuf>,
     /// Pool size.
     pub pool_max: usize,
+    /// How many of the pool's connections [`Db::read`] shares among concurrent requests.
+    pub shared_reads: usize,
     /// Connect timeout (also the pool's create timeout).
     pub connect_timeout: Duration,
     /// Server-side statement timeout.
@@ -141,6 +143,9 @@ impl DbSettings {
             sslmode: config.db_sslmode,
             ca_bundle: config.db_ca_bundle.clone(),
             pool_max: config.db_pool_max,
+            // A Lambda environment serves one request at a time: nothing to pipeline, and a
+            // lent connection would make a read-then-transaction request hold two.
+            shared_reads: if config.on_lambda { 0 } else { config.db_pool_max / 2 },
             connect_timeout: config.db_connect_timeout,
             statement_timeout: config.db_statement_timeout,
             application_name: application_name.to_owned(),
@@ -219,9 +224,9 @@ impl Db {
     }
 
     fn with_credentials(credentials: Credentials, settings: DbSettings) -> Self {
-        // Half the pool is shared by reads (at least one connection stays exclusive for
-        // transactions); a pool of one shares nothing.
-        let shared = (0..settings.pool_max / 2).map(|_| SharedSlot::default()).collect();
+        // At least one connection stays exclusive for transactions.
+        let lent = settings.shared_reads.min(settings.pool_max.saturating_sub(1));
+        let shared = (0..lent).map(|_| SharedSlot::default()).collect();
         Self { inner: Arc::new(DbInner { credentials, settings, pool: RwLock::new(None), shared }) }
     }
 
@@ -270,7 +275,7 @@ impl Db {
     /// Runs one statement on a connection shared with other concurrent reads:
     /// tokio-postgres pipelines their statements on it, so PostgreSQL serves a batch per
     /// wake-up instead of one statement per round trip (the hot paths under concurrency;
-    /// in Lambda, one request per environment, it is simply a pooled connection). Each
+    /// in Lambda, one request per environment, nothing is shared: an exclusive one). Each
     /// statement is still its own implicit transaction. For reads, and for writes that do
     /// not wait for a commit's flush (`synchronous_commit` off, as `license_validate` does):
     /// a statement that waits holds up the ones queued behind it. Retried like [`Db::query`].
@@ -451,5 +456,25 @@ impl managed::Manager for PgManager {
 
     fn detach(&self, client: &mut ClientWrapper) {
         self.inner.detach(client);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> DbSettings {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        DbSettings::from_config(&Config::from_lookup(lookup).unwrap(), "test")
+    }
+
+    #[test]
+    fn reads_share_half_the_pool_except_in_lambda() {
+        let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1/keyledger");
+        assert_eq!(settings(&[url, ("DB_POOL_MAX", "8")]).shared_reads, 4);
+        assert_eq!(settings(&[url]).shared_reads, 1);
+        assert_eq!(settings(&[url, ("DB_POOL_MAX", "1")]).shared_reads, 0);
+        assert_eq!(settings(&[url, ("DB_POOL_MAX", "8"), ("AWS_LAMBDA_FUNCTION_NAME", "token-fetch")]).shared_reads, 0);
     }
 }

@@ -18,6 +18,7 @@ fn db(app: &TestApp, pool_max: usize, application_name: &str) -> Db {
             sslmode: SslMode::Disable,
             ca_bundle: None,
             pool_max,
+            shared_reads: pool_max / 2,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
             application_name: application_name.to_owned(),
