@@ -60,11 +60,21 @@ pub enum Page {
     Requests,
 }
 
-const PAGE_SOURCES: [&str; 4] = [
-    include_str!("../assets/index.html"),
-    include_str!("../assets/connections.html"),
-    include_str!("../assets/licenses.html"),
-    include_str!("../assets/requests.html"),
+/// What every page shares: head, header with the section links, sign-in form; `{{title}}`,
+/// `{{script}}` and `{{body}}` are filled in per page.
+const SHELL: &str = include_str!("../assets/shell.html");
+
+/// Per page, in [`Page`] order: path (its link is marked current), title, script, body.
+const PAGE_PARTS: [(&str, &str, &str, &str); 4] = [
+    ("/admin", "keyledger admin", "hub.js", include_str!("../assets/pages/hub.html")),
+    (
+        "/admin/connections",
+        "Connections · keyledger admin",
+        "connections.js",
+        include_str!("../assets/pages/connections.html"),
+    ),
+    ("/admin/licenses", "Licenses · keyledger admin", "licenses.js", include_str!("../assets/pages/licenses.html")),
+    ("/admin/requests", "Requests · keyledger admin", "requests.js", include_str!("../assets/pages/requests.html")),
 ];
 
 /// A short content hash: the asset version in URLs and the ETag.
@@ -76,10 +86,15 @@ static VERSIONS: LazyLock<Vec<String>> = LazyLock::new(|| ASSETS.iter().map(|a| 
 
 /// The pages with every `/admin/assets/<name>` reference pinned to the asset's version.
 static PAGES: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
-    PAGE_SOURCES
+    PAGE_PARTS
         .iter()
-        .map(|source| {
-            let mut html = (*source).to_owned();
+        .map(|(path, title, script, body)| {
+            let link = format!("href=\"{path}\"");
+            let mut html = SHELL
+                .replacen(&link, &format!("{link} aria-current=\"page\""), 1)
+                .replace("{{title}}", title)
+                .replace("{{script}}", script)
+                .replace("{{body}}", body);
             for (asset, v) in ASSETS.iter().zip(VERSIONS.iter()) {
                 let plain = format!("\"/admin/assets/{}\"", asset.name);
                 html = html.replace(&plain, &format!("\"/admin/assets/{}?v={v}\"", asset.name));
