@@ -9,7 +9,6 @@
 //! (`DATABASE_URL`, `ENCRYPTION_KEYS`, `REFRESH_CONCURRENCY`, ...).
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -19,17 +18,10 @@ use std::{
 
 use anyhow::Context as _;
 use axum::{Router, extract::State, routing::get, routing::post};
-use secrecy::SecretString;
-use shared::{
-    Context,
-    clients::{self, AuthMethod, NewClient},
-    config::Config,
-    connections::ConnectionEvent,
-    crypto::{Owner, random_token},
-    events::{ExpectedVersion, Metadata},
-    oauth::Provider,
-    projections,
-};
+use shared::{Context, config::Config, crypto::random_token, events::Metadata, oauth::Provider};
+
+#[path = "common/seed.rs"]
+mod seed;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -92,49 +84,8 @@ async fn run(n: usize, token_url: &str) -> anyhow::Result<()> {
     let config = token_refresh::configure(Config::from_env()?);
     let ctx = Context::new(config, token_refresh::FUNCTION);
     let meta = Metadata::system("bench-seed");
-    let err = |e: shared::http::ApiError| anyhow::anyhow!("{e}");
-    let client = clients::create(
-        &ctx,
-        NewClient {
-            name: "bench".into(),
-            authorize_url: "https://provider.invalid/authorize".into(),
-            token_url: token_url.into(),
-            revoke_url: None,
-            client_id: "bench".into(),
-            client_secret: SecretString::from(random_token::<16>()),
-            redirect_uri: "https://keyledger.invalid/oauth/callback".into(),
-            scopes: vec!["read".into()],
-            auth_method: AuthMethod::ClientSecretPost,
-            pkce: false,
-            extra_authorize_params: BTreeMap::new(),
-            metadata: None,
-        },
-        &meta,
-    )
-    .await
-    .map_err(err)?;
-    let keyring = ctx.keyring().await.map_err(err)?;
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(120);
-    {
-        let mut db = ctx.db().get().await?;
-        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-            let tx = db.transaction().await?;
-            for i in chunk {
-                let stream = format!("connection-due-{i:05}");
-                let event = ConnectionEvent::ConnectionAuthorized {
-                    client_id: client.id,
-                    access_token: keyring.encrypt(Owner::new(&stream, "access_token"), &random_token::<24>()),
-                    refresh_token: Some(keyring.encrypt(Owner::new(&stream, "refresh_token"), &random_token::<24>())),
-                    token_type: "Bearer".into(),
-                    expires_at: Some(expires_at),
-                    scopes: vec!["read".into()],
-                    provider_data: serde_json::json!({}),
-                };
-                projections::record(&tx, &stream, ExpectedVersion::NoStream, &[event], &meta).await?;
-            }
-            tx.commit().await?;
-        }
-    }
+    seed::connections(&ctx, &meta, n, "due", token_url, expires_at).await?;
     let before_rss = peak_rss_kib();
     let provider = Provider::new(ctx.config().provider_timeout)?;
     let event = serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "id": "bench"});

@@ -1,0 +1,71 @@
+//! Seeding shared by the benchmark examples: one OAuth client and N connections written
+//! through the real code path (ConnectionAuthorized events with real ciphertexts, applied
+//! by the same projection code the functions use), 500 per transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use shared::{
+    Context,
+    clients::{self, AuthMethod, NewClient},
+    connections::ConnectionEvent,
+    crypto::{Owner, random_token},
+    events::{ExpectedVersion, Metadata},
+    projections,
+};
+
+/// Seeds `n` connections named `{prefix}-00000`… of a client whose token endpoint is
+/// `token_url`, their tokens (`at_…`) expiring at `expires_at`; returns the connection ids.
+pub async fn connections(
+    ctx: &Context,
+    meta: &Metadata,
+    n: usize,
+    prefix: &str,
+    token_url: &str,
+    expires_at: DateTime<Utc>,
+) -> anyhow::Result<Vec<String>> {
+    let err = |e: shared::http::ApiError| anyhow::anyhow!("{e}");
+    let client = clients::create(
+        ctx,
+        NewClient {
+            name: "bench".into(),
+            authorize_url: "https://provider.invalid/authorize".into(),
+            token_url: token_url.into(),
+            revoke_url: None,
+            client_id: "bench".into(),
+            client_secret: SecretString::from(random_token::<16>()),
+            redirect_uri: "https://keyledger.invalid/oauth/callback".into(),
+            scopes: vec!["read".into()],
+            auth_method: AuthMethod::ClientSecretPost,
+            pkce: false,
+            extra_authorize_params: BTreeMap::new(),
+            metadata: None,
+        },
+        meta,
+    )
+    .await
+    .map_err(err)?;
+    let keyring = ctx.keyring().await.map_err(err)?;
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
+    let mut db = ctx.db().get().await?;
+    for chunk in ids.chunks(500) {
+        let tx = db.transaction().await?;
+        for id in chunk {
+            let stream = format!("connection-{id}");
+            let event = ConnectionEvent::ConnectionAuthorized {
+                client_id: client.id,
+                access_token: keyring
+                    .encrypt(Owner::new(&stream, "access_token"), &format!("at_{}", random_token::<24>())),
+                refresh_token: Some(keyring.encrypt(Owner::new(&stream, "refresh_token"), &random_token::<24>())),
+                token_type: "Bearer".into(),
+                expires_at: Some(expires_at),
+                scopes: vec!["read".into()],
+                provider_data: serde_json::json!({}),
+            };
+            projections::record(&tx, &stream, ExpectedVersion::NoStream, &[event], meta).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(ids)
+}
