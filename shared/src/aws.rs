@@ -20,6 +20,7 @@ use aws_credential_types::{
 };
 use aws_smithy_runtime_api::{
     client::{
+        behavior_version::BehaviorVersion,
         http::{
             HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
             SharedHttpConnector,
@@ -31,7 +32,7 @@ use aws_smithy_runtime_api::{
     http::StatusCode,
 };
 use aws_smithy_types::{body::SdkBody, timeout::TimeoutConfig};
-use aws_types::region::Region;
+use aws_types::{SdkConfig, region::Region, sdk_config::SharedCredentialsProvider};
 
 /// Connecting to an AWS endpoint; the SDK's own default is 3.1 s.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -42,32 +43,26 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// A Secrets Manager client for this environment.
 pub fn secrets_manager() -> aws_sdk_secretsmanager::Client {
-    let env = Settings::from_env("SECRETS_MANAGER");
-    let mut config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-        .credentials_provider(EnvironmentCredentials)
-        .http_client(env.http)
-        .timeout_config(env.timeouts)
-        .region(env.region);
-    if let Some(url) = env.endpoint_url {
-        config = config.endpoint_url(url);
-    }
-    aws_sdk_secretsmanager::Client::from_conf(config.build())
+    aws_sdk_secretsmanager::Client::new(&sdk_config("SECRETS_MANAGER"))
 }
 
 /// An EventBridge client for this environment.
 pub fn eventbridge() -> aws_sdk_eventbridge::Client {
-    let env = Settings::from_env("EVENTBRIDGE");
-    let mut config = aws_sdk_eventbridge::Config::builder()
-        .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
-        .credentials_provider(EnvironmentCredentials)
+    aws_sdk_eventbridge::Client::new(&sdk_config("EVENTBRIDGE"))
+}
+
+/// The configuration every service client is built from; `service_env` is the service's
+/// suffix in `AWS_ENDPOINT_URL_<SERVICE>`.
+fn sdk_config(service_env: &str) -> SdkConfig {
+    let env = Settings::from_env(service_env);
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .credentials_provider(SharedCredentialsProvider::new(EnvironmentCredentials))
         .http_client(env.http)
         .timeout_config(env.timeouts)
         .region(env.region);
-    if let Some(url) = env.endpoint_url {
-        config = config.endpoint_url(url);
-    }
-    aws_sdk_eventbridge::Client::from_conf(config.build())
+    config.set_endpoint_url(env.endpoint_url);
+    config.build()
 }
 
 /// An environment variable, unless unset or blank.
