@@ -148,6 +148,7 @@ async fn a_projection_failure_rolls_back_the_append() {
     // No projection knows the "probe" stream kind, so recording must fail as a whole.
     let err = projections::record(
         &tx,
+        &shared::api_keys::PROJECTOR,
         "probe-3",
         ExpectedVersion::NoStream,
         &[Probe::Happened { n: 1 }],
