@@ -83,7 +83,8 @@ impl SigningKeys {
             if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
                 return Err(SigningKeysError(format!("key id '{id}' must be 1-64 of [A-Za-z0-9-_.]")));
             }
-            let seed = STANDARD.decode(b64.trim()).map_err(|_| SigningKeysError(format!("key '{id}' is not base64")))?;
+            let seed =
+                STANDARD.decode(b64.trim()).map_err(|_| SigningKeysError(format!("key '{id}' is not base64")))?;
             if seed.len() != 32 {
                 return Err(SigningKeysError(format!("key '{id}' must be a 32-byte seed, not {} bytes", seed.len())));
             }
@@ -193,12 +194,22 @@ mod tests {
         let seed = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
         let keys = ring(&format!(r#"{{"current":"s1","keys":{{"s1":"{}"}}}}"#, STANDARD.encode(seed))).unwrap();
         let jwk = &keys.jwks().keys[0];
-        assert_eq!(hex::encode(URL_SAFE_NO_PAD.decode(&jwk.x).unwrap()), "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
-        assert_eq!((jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str(), jwk.use_.as_str()), ("OKP", "Ed25519", "EdDSA", "sig"));
+        assert_eq!(
+            hex::encode(URL_SAFE_NO_PAD.decode(&jwk.x).unwrap()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        assert_eq!(
+            (jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str(), jwk.use_.as_str()),
+            ("OKP", "Ed25519", "EdDSA", "sig")
+        );
         // The empty message's signature from the RFC.
         let header = keys.signature_header(b"");
-        let sig = hex::encode(URL_SAFE_NO_PAD.decode(header.split("sig=\"").nth(1).unwrap().trim_end_matches('"')).unwrap());
-        assert_eq!(sig, "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+        let sig =
+            hex::encode(URL_SAFE_NO_PAD.decode(header.split("sig=\"").nth(1).unwrap().trim_end_matches('"')).unwrap());
+        assert_eq!(
+            sig,
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
         assert!(header.starts_with(r#"keyid="s1", alg="ed25519", sig=""#));
     }
 }
