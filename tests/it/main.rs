@@ -27,5 +27,6 @@ mod request_log_partitions;
 mod request_log_query;
 mod roles;
 mod secrets;
+mod signing;
 mod tls;
 mod token_refresh;
