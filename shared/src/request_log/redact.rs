@@ -239,10 +239,8 @@ fn scan(text: &str, depth: usize) -> String {
                 continue;
             }
             b'{' | b'[' => frames.push(Frame { object: c == b'{', named_sensitive: false, values: Vec::new() }),
-            b'}' | b']' => {
-                if frames.last().is_some_and(|f| f.object == (c == b'}')) {
-                    frames.pop();
-                }
+            b'}' | b']' if frames.last().is_some_and(|f| f.object == (c == b'}')) => {
+                frames.pop();
             }
             b'<' => {
                 if let Some(next) = markup(text, i, depth, &mut out) {
