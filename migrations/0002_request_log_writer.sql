@@ -6,13 +6,12 @@
 -- writer re-delivering such a record after the upgrade stores it once more (at most one
 -- duplicate per record, only across the upgrade), which is the safe side of the trade.
 -- ADD COLUMN with a constant default is a catalogue change only (no table rewrite, also on the
--- partitions); dropping the default afterwards makes every new row name its writer.
+-- partitions). The default stays: functions of the previous release, still running while a
+-- deploy rolls over, insert without a writer, and their rows must not fail.
 ALTER TABLE request_log ADD COLUMN writer text NOT NULL DEFAULT 'unknown';
-ALTER TABLE request_log ALTER COLUMN writer DROP DEFAULT;
 
 -- The keys table is not partitioned, so its unique key needs no partition column: it stays the
 -- one place that settles dedup across monthly partitions (see 0001).
 ALTER TABLE request_log_keys ADD COLUMN writer text NOT NULL DEFAULT 'unknown';
-ALTER TABLE request_log_keys ALTER COLUMN writer DROP DEFAULT;
 ALTER TABLE request_log_keys DROP CONSTRAINT request_log_keys_pkey;
 ALTER TABLE request_log_keys ADD PRIMARY KEY (writer, service, request_id);

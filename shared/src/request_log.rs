@@ -239,9 +239,7 @@ impl Record {
             .duration_ms
             .map(|d| i32::try_from(d).ok().filter(|d| *d >= 0))
             .map(|d| {
-                d.ok_or_else(|| {
-                    Error::invalid(field("duration_ms"), "duration_ms must be between 0 and 2147483647")
-                })
+                d.ok_or_else(|| Error::invalid(field("duration_ms"), "duration_ms must be between 0 and 2147483647"))
             })
             .transpose()?;
         let user_identifier = optional_text(raw.user_identifier, &field("user_identifier"), MAX_USER)?;
@@ -562,9 +560,12 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Er
         values.push(value);
         conditions.push(condition.replace('?', &format!("${}", values.len())));
     };
-    for (name, value) in
-        [("service", &params.service), ("endpoint", &params.endpoint), ("method", &params.method), ("user", &params.user)]
-    {
+    for (name, value) in [
+        ("service", &params.service),
+        ("endpoint", &params.endpoint),
+        ("method", &params.method),
+        ("user", &params.user),
+    ] {
         if value.as_deref().is_some_and(|v| v.contains('\0')) {
             return Err(Error::invalid(name, format!("{name} must not contain U+0000")));
         }
@@ -588,9 +589,8 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Er
         add("status_code = ?", Param::Int(status));
     }
     if let Some(class) = text(params.status_class) {
-        let (low, high) = status_class(&class).ok_or_else(|| {
-            Error::invalid("status_class", "status_class must be one of 1xx, 2xx, 3xx, 4xx, 5xx")
-        })?;
+        let (low, high) = status_class(&class)
+            .ok_or_else(|| Error::invalid("status_class", "status_class must be one of 1xx, 2xx, 3xx, 4xx, 5xx"))?;
         add("status_code >= ?", Param::Int(low));
         add("status_code < ?", Param::Int(high));
     }
@@ -599,16 +599,15 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Er
     }
     for (name, raw, condition) in [("from", params.from, "occurred_at >= ?"), ("to", params.to, "occurred_at < ?")] {
         if let Some(raw) = text(raw) {
-            let time = parse_time(&raw)
-                .ok_or_else(|| Error::invalid(name, format!("{name} must be an RFC 3339 time")))?;
+            let time =
+                parse_time(&raw).ok_or_else(|| Error::invalid(name, format!("{name} must be an RFC 3339 time")))?;
             add(condition, Param::Time(time));
         }
     }
     if let Some(cursor) = params.cursor.as_deref().filter(|c| !c.is_empty()) {
-        let Cursor(at, id) = decode_cursor(cursor)
-            .map_err(|_| Error::invalid("cursor", "cursor is not one this service issued"))?;
-        let at = parse_time(&at)
-            .ok_or_else(|| Error::invalid("cursor", "cursor is not one this service issued"))?;
+        let Cursor(at, id) =
+            decode_cursor(cursor).map_err(|_| Error::invalid("cursor", "cursor is not one this service issued"))?;
+        let at = parse_time(&at).ok_or_else(|| Error::invalid("cursor", "cursor is not one this service issued"))?;
         values.push(Param::Time(at));
         values.push(Param::Id(id));
         conditions.push(format!("(occurred_at, id) < (${}, ${})", values.len() - 1, values.len()));

@@ -25,6 +25,7 @@ mod request_log;
 mod request_log_layer;
 mod request_log_partitions;
 mod request_log_query;
+mod request_log_stats;
 mod roles;
 mod secrets;
 mod signing;

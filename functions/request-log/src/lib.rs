@@ -137,8 +137,12 @@ pub async fn handle_sqs(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
     let mut stored_ids = Vec::with_capacity(event.records.len());
     let mut failures = Vec::new();
     for message in event.records {
-        match request_log::parse_one(message.body.as_deref().unwrap_or("").as_bytes(), request_log::SQS_WRITER, limit, now)
-        {
+        match request_log::parse_one(
+            message.body.as_deref().unwrap_or("").as_bytes(),
+            request_log::SQS_WRITER,
+            limit,
+            now,
+        ) {
             Ok(mut record) => {
                 // A record without its own request id is keyed by its message, so that SQS
                 // redelivering the message (a timeout, a partial failure) stores it once.

@@ -154,8 +154,9 @@ fn text(name: &str, value: Option<String>) -> Result<Option<String>, Error> {
 fn time(name: &str, value: Option<String>) -> Result<Option<DateTime<Utc>>, Error> {
     text(name, value)?
         .map(|raw| {
-            parse_time(&raw)
-                .ok_or_else(|| Error::invalid(name, format!("{name} must be an RFC 3339 time, e.g. 2026-11-22T13:00:00Z")))
+            parse_time(&raw).ok_or_else(|| {
+                Error::invalid(name, format!("{name} must be an RFC 3339 time, e.g. 2026-11-22T13:00:00Z"))
+            })
         })
         .transpose()
 }
@@ -180,7 +181,10 @@ impl StatsQuery {
         if bucket.count(from, to) > MAX_BUCKETS {
             return Err(Error::invalid(
                 "bucket",
-                format!("this range needs more than {MAX_BUCKETS} buckets of one {}; choose a larger bucket or a shorter range", bucket.unit()),
+                format!(
+                    "this range needs more than {MAX_BUCKETS} buckets of one {}; choose a larger bucket or a shorter range",
+                    bucket.unit()
+                ),
             ));
         }
         Ok(Self { service, endpoint, from, to, bucket })

@@ -11,9 +11,7 @@ impl From<Error> for ApiError {
             Error::InvalidField { field, detail } => ApiError::invalid_field(field, detail),
             Error::InvalidJson(_) => ApiError::bad_request("invalid_json", e.to_string()),
             Error::BodyTooLarge => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", e.to_string()),
-            Error::TooManyRecords(_) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_records", e.to_string())
-            }
+            Error::TooManyRecords(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_many_records", e.to_string()),
             Error::NotFound(_) => ApiError::not_found("request_not_found", e.to_string()),
             Error::Db(db) => db.into(),
         }
