@@ -97,17 +97,20 @@ pub struct UpOutcome {
     pub migrations: migrations::UpReport,
     /// The key ring secret's state.
     pub key_ring: provision::KeyRingState,
+    /// The license signing-key secret's state.
+    pub signing_keys: provision::KeyRingState,
     /// The roles applied; `null` when `ROLE_SECRET_IDS` is not set (local development).
     pub roles: Option<Vec<roles::AppliedRole>>,
 }
 
 async fn up(ctx: &Context) -> Result<UpOutcome, String> {
     let key_ring = provision::ensure_key_ring(ctx).await.map_err(|e| e.to_string())?;
+    let signing_keys = provision::ensure_signing_keys(ctx).await.map_err(|e| e.to_string())?;
     let mut client = ctx.db().get().await.map_err(|e| e.to_string())?;
     let report = migrations::up(&mut client).await.map_err(|e| e.to_string())?;
     // After the migrations: the grants name tables they create.
     let roles = roles::apply_configured(ctx, &mut client).await.map_err(|e| e.to_string())?;
-    Ok(UpOutcome { migrations: report, key_ring, roles })
+    Ok(UpOutcome { migrations: report, key_ring, signing_keys, roles })
 }
 
 /// Refuses a template that was deployed with the hash of another schema (a stale
