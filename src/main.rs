@@ -169,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let ctx = context()?;
             let mut client = ctx.db().get().await.context("connecting to the database")?;
-            let report = projections::replay(&mut client).await?;
+            let report = projections::replay(&mut client, shared::PROJECTORS).await?;
             print(&report)?;
             if !report.is_clean() {
                 eprintln!("projections differ from the event log");

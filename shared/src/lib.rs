@@ -29,3 +29,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use context::Context;
+
+/// Every domain's projection, for replay (each domain records with its own).
+pub const PROJECTORS: &[projections::Projector] =
+    &[api_keys::PROJECTOR, licenses::PROJECTOR, clients::PROJECTOR, connections::PROJECTOR];
