@@ -13,8 +13,8 @@ mod resolve;
 use std::sync::LazyLock;
 
 pub use model::{
-    AuthMethod, BodyFormat, Capture, CaptureField, ErrorRules, Grant, Param, Preset, ScopeSeparator,
-    Summary, SummaryParam, TokenRequest,
+    AuthMethod, BodyFormat, Capture, CaptureField, ErrorRules, Grant, Param, Preset, ScopeSeparator, Summary,
+    SummaryParam, TokenRequest,
 };
 pub use resolve::ResolvedClient;
 
@@ -56,8 +56,7 @@ static PRESETS: LazyLock<Vec<Preset>> = LazyLock::new(|| {
     FILES
         .iter()
         .map(|(file, text)| {
-            Preset::from_json(file, text)
-                .unwrap_or_else(|e| panic!("embedded preset {file}.json is invalid: {e}"))
+            Preset::from_json(file, text).unwrap_or_else(|e| panic!("embedded preset {file}.json is invalid: {e}"))
         })
         .collect()
 });
@@ -69,10 +68,7 @@ pub fn list() -> &'static [Preset] {
 
 /// The preset with this id.
 pub fn get(id: &str) -> Result<&'static Preset, PresetError> {
-    PRESETS
-        .iter()
-        .find(|p| p.id == id)
-        .ok_or_else(|| PresetError::UnknownPreset(id.to_owned()))
+    PRESETS.iter().find(|p| p.id == id).ok_or_else(|| PresetError::UnknownPreset(id.to_owned()))
 }
 
 #[cfg(test)]
@@ -82,8 +78,18 @@ mod tests {
     use std::collections::BTreeMap;
 
     const REQUIRED: [&str; 12] = [
-        "zoho", "google", "microsoft", "salesforce", "hubspot", "slack", "xero", "quickbooks",
-        "github", "atlassian", "notion", "shopify",
+        "zoho",
+        "google",
+        "microsoft",
+        "salesforce",
+        "hubspot",
+        "slack",
+        "xero",
+        "quickbooks",
+        "github",
+        "atlassian",
+        "notion",
+        "shopify",
     ];
 
     fn sample_params(preset: &Preset) -> BTreeMap<String, String> {
@@ -114,9 +120,7 @@ mod tests {
     #[test]
     fn every_preset_renders_https_urls_with_its_default_params() {
         for preset in list() {
-            let resolved = preset
-                .resolve(&sample_params(preset))
-                .unwrap_or_else(|e| panic!("{}: {e}", preset.id));
+            let resolved = preset.resolve(&sample_params(preset)).unwrap_or_else(|e| panic!("{}: {e}", preset.id));
             let urls = [Some(&resolved.authorize_url), Some(&resolved.token_url), resolved.revoke_url.as_ref()];
             for url in urls.into_iter().flatten() {
                 let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{}: {url}: {e}", preset.id));

@@ -302,8 +302,12 @@ impl Preset {
     }
 
     pub(super) fn templates(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [("authorize_url", Some(&self.authorize_url)), ("token_url", Some(&self.token_url)), ("revoke_url", self.revoke_url.as_ref())]
-            .into_iter()
-            .filter_map(|(field, t)| t.map(|t| (field, t.as_str())))
+        [
+            ("authorize_url", Some(&self.authorize_url)),
+            ("token_url", Some(&self.token_url)),
+            ("revoke_url", self.revoke_url.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(field, t)| t.map(|t| (field, t.as_str())))
     }
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::model::{AuthMethod, Capture, ErrorRules, Grant, Param, Preset, ScopeSeparator, TokenRequest};
 use super::PresetError;
+use super::model::{AuthMethod, Capture, ErrorRules, Grant, Param, Preset, ScopeSeparator, TokenRequest};
 
 /// A preset with its parameters applied: every field a client needs, ready to be merged with
 /// the caller's explicit overrides.
@@ -81,10 +81,10 @@ impl Param {
         if !host_safe {
             return Err(invalid("may hold only letters, digits, '.' and '-'"));
         }
-        if let Some(allowed) = &self.allowed {
-            if !allowed.iter().any(|a| a == value) {
-                return Err(invalid(&format!("must be one of: {}", allowed.join(", "))));
-            }
+        if let Some(allowed) = &self.allowed
+            && !allowed.iter().any(|a| a == value)
+        {
+            return Err(invalid(&format!("must be one of: {}", allowed.join(", "))));
         }
         if let Some(pattern) = &self.pattern {
             // Patterns are checked when the file loads; an invalid one refuses every value.
@@ -108,10 +108,10 @@ impl Preset {
         let mut effective = BTreeMap::new();
         let mut rendered = BTreeMap::new();
         for (name, param) in &self.params {
-            let value = params.get(name).or(param.default.as_ref()).ok_or_else(|| PresetError::InvalidParam {
-                name: name.clone(),
-                reason: "is required".into(),
-            })?;
+            let value = params
+                .get(name)
+                .or(param.default.as_ref())
+                .ok_or_else(|| PresetError::InvalidParam { name: name.clone(), reason: "is required".into() })?;
             param.accept(name, value)?;
             let text = param.render.get(value).unwrap_or(value);
             rendered.insert(name.as_str(), text.clone());
@@ -178,7 +178,7 @@ pub(super) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{get, PresetError};
+    use super::super::{PresetError, get};
     use super::*;
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -235,7 +235,10 @@ mod tests {
     #[test]
     fn salesforce_host_is_login_or_test_only() {
         let sf = get("salesforce").unwrap();
-        assert_eq!(sf.resolve(&BTreeMap::new()).unwrap().token_url, "https://login.salesforce.com/services/oauth2/token");
+        assert_eq!(
+            sf.resolve(&BTreeMap::new()).unwrap().token_url,
+            "https://login.salesforce.com/services/oauth2/token"
+        );
         assert_eq!(
             sf.resolve(&params(&[("host", "test")])).unwrap().authorize_url,
             "https://test.salesforce.com/services/oauth2/authorize"
@@ -282,9 +285,15 @@ mod tests {
         let good = include_str!("../../presets/shopify.json");
         let cases = [
             (good.replace("\"grants\"", "\"grantz\""), "unknown field"),
-            (good.replace("{shop}.myshopify.com/admin/oauth/authorize", "{store}.myshopify.com"), "unknown parameter 'store'"),
+            (
+                good.replace("{shop}.myshopify.com/admin/oauth/authorize", "{store}.myshopify.com"),
+                "unknown parameter 'store'",
+            ),
             (good.replace("\"callback\": [\"shop\"]", "\"callback\": [\"session_token\"]"), "looks like a secret"),
-            (good.replace("https://{shop}.myshopify.com/admin/oauth/access_token", "http://{shop}.myshopify.com/t"), "not https"),
+            (
+                good.replace("https://{shop}.myshopify.com/admin/oauth/access_token", "http://{shop}.myshopify.com/t"),
+                "not https",
+            ),
             (good.replace("^[a-z0-9][a-z0-9-]*$", "[a-z]+"), "anchored"),
         ];
         for (text, expected) in cases {
