@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod oauth;
 pub mod projections;
+pub mod providers;
 pub mod provision;
 pub mod relay;
 pub mod request_log;
