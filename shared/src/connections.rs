@@ -312,9 +312,9 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// A refresher whose provider calls take at most `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(Self { provider: Provider::new(timeout)?, gate: Arc::default() })
+    /// A refresher whose provider client `config` describes (timeout, outbound policy).
+    pub fn new(config: &crate::config::Config) -> Result<Self, reqwest::Error> {
+        Ok(Self { provider: Provider::from_config(config)?, gate: Arc::default() })
     }
 }
 
@@ -732,6 +732,7 @@ impl Locked {
                 auth_method: AuthMethod::parse(&auth_method)
                     .ok_or_else(|| ApiError::internal(format!("stored auth_method '{auth_method}'")))?,
                 redirect_uri: row.get("redirect_uri"),
+                capture: Vec::new(), // the client's `capture.token` list, once clients have one (§6.14)
             },
         })
     }
@@ -1245,13 +1246,7 @@ pub async fn history(
     let mut items: Vec<HistoryItem> = recorded
         .into_iter()
         .map(|e| {
-            let data = match e.data {
-                Value::Object(mut map) => {
-                    map.retain(|k, _| !SECRET_FIELDS.contains(&k.as_str()));
-                    Value::Object(map)
-                }
-                other => other,
-            };
+            let data = oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &[]);
             HistoryItem { version: e.version, event_type: e.event_type, recorded_at: e.recorded_at, data }
         })
         .collect();
