@@ -22,7 +22,7 @@ mod extract;
 mod map;
 mod problem;
 
-pub use extract::{Json, Query, parse_json};
+pub use extract::{Json, Query, parse_json, parse_json_with};
 pub use problem::ApiError;
 
 use crate::config::Config;
