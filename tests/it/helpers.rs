@@ -119,6 +119,8 @@ impl TestApp {
             ("ADMIN_API_KEY".into(), admin_key.clone()),
             ("LICENSE_KEY_PEPPER".into(), format!("pepper-{}", uuid::Uuid::new_v4())),
             ("DB_POOL_MAX".into(), "8".into()),
+            // The fake providers listen on loopback over plain http; the template sets false.
+            ("OUTBOUND_ALLOW_PRIVATE".into(), "true".into()),
         ]);
         for (k, v) in vars {
             if v.is_empty() {
