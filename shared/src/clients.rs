@@ -328,6 +328,7 @@ pub async fn create(ctx: &Context, new: NewClient, metadata: &Metadata) -> Resul
         metadata: new.metadata.unwrap_or_else(|| Value::Object(Default::default())),
     }
     .validate()?;
+    crate::outbound::check_provider_urls(ctx.config(), &settings.token_url, settings.revoke_url.as_deref())?;
     check_secret(&new.client_secret)?;
     let keyring = ctx.keyring().await?;
     let id = Uuid::now_v7();
@@ -467,6 +468,7 @@ pub async fn update(ctx: &Context, id: Uuid, patch: ClientPatch, metadata: &Meta
         s.metadata = v;
     }
     let settings = s.validate()?;
+    crate::outbound::check_provider_urls(ctx.config(), &settings.token_url, settings.revoke_url.as_deref())?;
     let stream_id = stream(id);
     let mut events = Vec::new();
     if settings != current.settings {

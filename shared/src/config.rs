@@ -95,6 +95,10 @@ pub struct Config {
     pub refresh_concurrency: usize,
     /// Time allowed for one call to an OAuth provider (token exchange, refresh, revoke).
     pub provider_timeout: Duration,
+    /// Loopback/private provider addresses and plain `http` allowed (`OUTBOUND_ALLOW_PRIVATE`, §6.13).
+    pub outbound_allow_private: bool,
+    /// Host suffixes provider URLs must end in (`PROVIDER_HOSTS`); empty: any public host.
+    pub provider_hosts: Vec<String>,
     /// Idle refresh-token keep-alive, off when `None`.
     pub refresh_keepalive: Option<Duration>,
     /// Characters kept of a logged request or response body.
@@ -213,6 +217,15 @@ impl Config {
             refresh_window: Duration::from_secs(positive(&get, "REFRESH_WINDOW_SECONDS", 900)?),
             refresh_concurrency: positive(&get, "REFRESH_CONCURRENCY", 16)?,
             provider_timeout: Duration::from_millis(positive(&get, "PROVIDER_TIMEOUT_MS", 10_000)?),
+            outbound_allow_private: boolean(&get, "OUTBOUND_ALLOW_PRIVATE", false)?,
+            provider_hosts: get("PROVIDER_HOSTS")
+                .map(|raw| {
+                    raw.split(',')
+                        .map(|h| h.trim().trim_matches('.').to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             refresh_keepalive: (keepalive_hours > 0).then(|| Duration::from_secs(keepalive_hours * 3600)),
             request_body_limit: positive(&get, "REQUEST_BODY_LIMIT", 2000)?,
             request_log_retention_days: positive(&get, "REQUEST_LOG_RETENTION_DAYS", 90)?,

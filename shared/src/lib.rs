@@ -17,6 +17,7 @@ pub mod licenses;
 pub mod metrics;
 pub mod migrations;
 pub mod oauth;
+pub mod outbound;
 pub mod projections;
 pub mod providers;
 pub mod provision;

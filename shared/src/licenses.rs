@@ -111,6 +111,26 @@ impl LicenseKey {
     }
 }
 
+impl LicenseKey {
+    /// A key as a public check presents it (DESIGN §6.6): empty or over 128 characters is
+    /// refused before any lookup, but a key with characters no key has (a space,
+    /// `' OR 1=1 --`, look-alike Unicode) is looked up like any other and simply not found,
+    /// so malformed and unknown keys are indistinguishable to a caller.
+    pub fn presented(raw: &str) -> Result<Self, String> {
+        if raw.len() > MAX_KEY_CHARS * 4 || raw.trim().chars().count() > MAX_KEY_CHARS {
+            return Err(format!("license_key must be at most {MAX_KEY_CHARS} characters"));
+        }
+        match raw.trim() {
+            "" => Err("license_key must not be empty".into()),
+            key => Ok(Self(SecretString::from(key.to_owned()))),
+        }
+    }
+
+    fn deserialize_presented<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::presented(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl TryFrom<String> for LicenseKey {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
@@ -895,6 +915,7 @@ pub async fn remove_installation(
 #[derive(Debug, Deserialize)]
 pub struct CheckRequest {
     /// The credential.
+    #[serde(deserialize_with = "LicenseKey::deserialize_presented")]
     pub license_key: LicenseKey,
     /// The installation asking.
     pub installation_id: InstallationId,

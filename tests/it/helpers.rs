@@ -123,6 +123,8 @@ impl TestApp {
                 "LICENSE_SIGNING_KEYS".into(),
                 shared::signing::SigningKeys::generate_json("s1").expose_secret().to_owned(),
             ),
+            // The fake providers listen on loopback over plain http; the template sets false.
+            ("OUTBOUND_ALLOW_PRIVATE".into(), "true".into()),
         ]);
         for (k, v) in vars {
             if v.is_empty() {

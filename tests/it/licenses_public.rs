@@ -427,13 +427,8 @@ async fn bad_input_is_400_naming_the_field_and_never_5xx() {
             "invalid_request",
             Some("license_key"),
         ),
-        (
-            json!({"license_key": "KEY\u{202E}", "installation_id": "pc"}).to_string(),
-            "invalid_request",
-            Some("license_key"),
-        ),
-        (json!({"license_key": "ＫＥＹ", "installation_id": "pc"}).to_string(), "invalid_request", Some("license_key")),
-        (json!({"license_key": "🔑🔑", "installation_id": "pc"}).to_string(), "invalid_request", Some("license_key")),
+        // Malformed keys (bidi marks, look-alikes, spaces) take the unknown-key path: see
+        // untrusted_input::malformed_license_keys_are_not_found_like_unknown_ones.
         (r#"{"license_key": "\ud800", "installation_id": "pc"}"#.into(), "invalid_json", None),
         (
             json!({"license_key": ok_key, "installation_id": "p c"}).to_string(),

@@ -100,7 +100,9 @@ async fn pkce_and_client_secret_basic_complete_the_flow_and_store_tokens_encrypt
     assert_eq!(token.headers["cache-control"], "no-store");
     let conn = call(&w.tokens, Method::GET, "/v1/connections/branch-42", Some(&w.app.admin_key), None).await;
     assert_eq!(conn.json["status"], "active");
-    assert_eq!(conn.json["provider_data"], json!({"api_domain": "https://www.zohoapis.eu"}));
+    // DESIGN §6.13: only what the client's `capture` list names is kept; this client names
+    // nothing, so Zoho's `api_domain` is dropped with the rest (a Zoho preset captures it).
+    assert_eq!(conn.json["provider_data"], json!({}));
     assert_eq!(w.event_types("connection-branch-42").await, vec!["ConnectionAuthorized"]);
     let dump = w.dump().await;
     for secret in w.provider.issued().iter().chain([&w.client_secret]) {

@@ -56,7 +56,7 @@ async fn seed(w: &World, client: &str, prefix: &str, n: usize, expires_in: i64) 
 }
 
 fn provider(ctx: &Context) -> Provider {
-    Provider::new(ctx.config().provider_timeout).unwrap()
+    Provider::from_config(ctx.config()).unwrap()
 }
 
 async fn invoke(ctx: &Context, within: Duration) -> Value {

@@ -40,7 +40,7 @@ impl FromRef<AppState> for Context {
 /// The routes without `/health`, for merging into a combined local server.
 pub fn routes(ctx: Context) -> Router {
     // Building the client only fails when the TLS backend cannot start: nothing to serve then.
-    let provider = Provider::new(ctx.config().provider_timeout).expect("the provider HTTP client can be built");
+    let provider = Provider::from_config(ctx.config()).expect("the provider HTTP client can be built");
     Router::new().route("/oauth/callback", get(callback)).with_state(AppState { ctx, provider })
 }
 
@@ -86,10 +86,12 @@ async fn callback(
         Ok(CallbackOutcome::Failed { connection_id, error, return_to: Some(url), .. }) => {
             redirect(&url, &[("error", &error), ("connection_id", &connection_id)])
         }
-        Ok(CallbackOutcome::Failed { connection_id, error, description, return_to: None }) => {
+        // The provider's free text (or whatever a browser put in `error_description`) is never
+        // shown here: this page is public and the text is not ours. The event keeps it.
+        Ok(CallbackOutcome::Failed { connection_id, error, return_to: None, .. }) => {
             let problem = ApiError::bad_request(
                 "authorization_failed",
-                format!("the authorization of '{connection_id}' failed ({error}): {description}"),
+                format!("the authorization of '{connection_id}' failed ({error})"),
             );
             render_error(problem, json)
         }

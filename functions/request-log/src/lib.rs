@@ -23,7 +23,6 @@ use shared::{
     http::{ApiError, Query},
     request_log::{self, ListParams, partitions, stats},
 };
-use tower::ServiceExt;
 
 /// The function's name, as deployed and as logged.
 pub const FUNCTION: &str = "request-log";
@@ -211,10 +210,7 @@ pub async fn handle(
 ) -> Result<Value, lambda_runtime::Error> {
     match trigger_of(&event) {
         Some(Trigger::Http) => {
-            let request: lambda_http::request::LambdaRequest = serde_json::from_value(event)?;
-            let adapter = lambda_http::Adapter::from(router);
-            let response = adapter.oneshot(lambda_runtime::LambdaEvent::new(request, lambda)).await?;
-            Ok(serde_json::to_value(response)?)
+            shared::http::lambda::invoke(router, event, lambda).await
         }
         Some(Trigger::Sqs) => {
             let event: SqsEvent = serde_json::from_value(event)?;

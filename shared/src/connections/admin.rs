@@ -117,13 +117,7 @@ pub async fn history(
     let mut items: Vec<HistoryItem> = recorded
         .into_iter()
         .map(|e| {
-            let data = match e.data {
-                Value::Object(mut map) => {
-                    map.retain(|k, _| !SECRET_FIELDS.contains(&k.as_str()));
-                    Value::Object(map)
-                }
-                other => other,
-            };
+            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &[]);
             HistoryItem { version: e.version, event_type: e.event_type, recorded_at: e.recorded_at, data }
         })
         .collect();

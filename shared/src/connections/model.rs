@@ -195,9 +195,9 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// A refresher whose provider calls take at most `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        Ok(Self { provider: Provider::new(timeout)?, gate: Arc::default() })
+    /// A refresher whose provider client `config` describes (timeout, outbound policy).
+    pub fn new(config: &crate::config::Config) -> Result<Self, reqwest::Error> {
+        Ok(Self { provider: Provider::from_config(config)?, gate: Arc::default() })
     }
 }
 

@@ -154,6 +154,7 @@ impl Locked {
                 auth_method: AuthMethod::parse(&auth_method)
                     .ok_or_else(|| ApiError::internal(format!("stored auth_method '{auth_method}'")))?,
                 redirect_uri: row.get("redirect_uri"),
+                capture: Vec::new(), // the client's `capture.token` list, once clients have one (§6.14)
             },
         })
     }

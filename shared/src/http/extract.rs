@@ -7,6 +7,7 @@ use axum::{
     http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::ApiError;
 
@@ -30,32 +31,144 @@ fn body_rejection(e: BytesRejection) -> ApiError {
     }
 }
 
-/// Parses a JSON body, naming the path of the first offending field.
+/// Parses a JSON body, naming the path of the first offending field. Any string (or key)
+/// holding U+0000 is refused, naming its path: PostgreSQL cannot store it in `text`/`jsonb`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_with(bytes, &|_| false)
+}
+
+/// [`parse_json`] for the one route where U+0000 is data (request-log bodies, DESIGN §6.13):
+/// a string whose path `nul_allowed` accepts (`records[0].request_body`, or a path inside it)
+/// has each U+0000 replaced by U+FFFD instead of being refused.
+pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], nul_allowed: &dyn Fn(&str) -> bool) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("invalid_json", "the request body is empty; a JSON object is expected"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    // Syntax first, types second: through a `Value`, a wrong type (`"auth_method": 7`) is a
+    // type error naming the field, never "not valid JSON" (serde_json's streaming enum
+    // reader reports a number where an enum is expected as a syntax error).
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        let message = strip_position(&e.to_string());
+        ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {message}"))
+    })?;
+    scrub_nul(&mut value, &mut String::new(), nul_allowed)?;
+    let original = value.clone();
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let message = strip_position(&inner.to_string());
-        match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {message}"))
+        let at = value_at(&original, &path);
+        let message = without_value(&strip_position(&inner.to_string()), at);
+        if path == "." || path.is_empty() {
+            return ApiError::invalid_field(field_of(&message).unwrap_or_default(), message);
+        }
+        let field = match field_of(&message) {
+            Some(missing) if message.starts_with("missing field") => format!("{path}.{missing}"),
+            _ => path.clone(),
+        };
+        ApiError::invalid_field(field.trim_start_matches('.').to_owned(), format!("{path}: {message}"))
+    })
+}
+
+/// Refuses (or, where allowed, replaces) U+0000 in every string and key, depth first.
+fn scrub_nul(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) -> bool) -> Result<(), ApiError> {
+    let refuse = |path: &str| {
+        let field = if path.is_empty() { ".".to_owned() } else { path.to_owned() };
+        ApiError::invalid_field(field.clone(), format!("{field}: a text field must not contain U+0000"))
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => {
+            if !nul_allowed(path) {
+                return Err(refuse(path));
             }
-            _ if path == "." || path.is_empty() => {
-                ApiError::invalid_field(field_of(&message).unwrap_or_default(), message)
-            }
-            _ => {
-                let field = match field_of(&message) {
-                    Some(missing) if message.starts_with("missing field") => format!("{path}.{missing}"),
-                    _ => path.clone(),
-                };
-                ApiError::invalid_field(field.trim_start_matches('.').to_owned(), format!("{path}: {message}"))
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                scrub_nul(item, path, nul_allowed)?;
+                path.truncate(len);
             }
         }
-    })
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                if !nul_allowed(path) {
+                    return Err(refuse(path));
+                }
+                *map = std::mem::take(map).into_iter().map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v)).collect();
+            }
+            for (key, item) in map.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                scrub_nul(item, path, nul_allowed)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The value at a `serde_path_to_error` path (`records[1].service`), when it can be found.
+fn value_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    if path == "." || path.is_empty() {
+        return Some(root);
+    }
+    let mut current = root;
+    for part in path.split('.') {
+        let (name, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            current = current.as_object()?.get(name)?;
+        }
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            current = current.as_array()?.get(index.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(current)
+}
+
+/// serde's messages quote the refused value (`invalid type: string "sk_live_…", expected
+/// u16`, ``unknown variant `…` ``); ours keep only what was expected.
+fn without_value(message: &str, refused: Option<&Value>) -> String {
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let found = match refused {
+                Some(Value::String(_)) => "a string",
+                Some(Value::Number(_)) => "a number",
+                Some(Value::Bool(_)) => "a boolean",
+                Some(Value::Null) => "null",
+                Some(Value::Array(_)) => "an array",
+                Some(Value::Object(_)) => "an object",
+                None => "a value",
+            };
+            let expected = rest.rfind(", expected ").map(|i| &rest[i + ", expected ".len()..]);
+            return match expected {
+                // The expected text is the type's own description, never input; still, a
+                // string value that somehow shows up in it is not repeated.
+                Some(exp) if !mentions(exp, refused) => format!("expected {exp}, found {found}"),
+                _ => format!("found {found} of the wrong type or value"),
+            };
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ")
+        && let Some(i) = rest.find(", expected ")
+    {
+        return format!("unknown variant, expected {}", &rest[i + ", expected ".len()..]);
+    }
+    if mentions(message, refused) || message.starts_with("unknown variant") {
+        return "the value is not valid here".to_owned();
+    }
+    message.to_owned()
+}
+
+fn mentions(text: &str, value: Option<&Value>) -> bool {
+    matches!(value, Some(Value::String(s)) if !s.is_empty() && text.contains(s.as_str()))
 }
 
 fn strip_position(message: &str) -> String {
@@ -79,11 +192,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        if let Some((name, _)) =
+            form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let field = name.replace('\0', "");
+            return Err(ApiError::invalid_field(
+                field.clone(),
+                format!("query parameter '{field}' must not contain U+0000"),
+            ));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
             let field = if path == "." { field_of(&message).unwrap_or_default() } else { path };
+            let refused = form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| *k == field)
+                .map(|(_, v)| Value::String(v.into_owned()));
+            let message = without_value(&message, refused.as_ref());
             ApiError::invalid_field(field.clone(), format!("query parameter '{field}': {message}"))
         })
     }
@@ -123,6 +249,73 @@ mod tests {
         let err = parse_json::<Record>(br#"{"service":"a","status_code":"two hundred"}"#).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("status_code"));
         assert!(err.detail.contains("status_code"), "{}", err.detail);
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Method {
+        ClientSecretPost,
+        ClientSecretBasic,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Client {
+        name: String,
+        auth_method: Option<Method>,
+        metadata: Option<Value>,
+    }
+
+    #[test]
+    fn u0000_anywhere_is_refused_naming_the_field() {
+        for (body, field) in [
+            (r#"{"name":"a\u0000b"}"#, "name"),
+            (r#"{"name":"a","metadata":{"x":[1,{"y":"\u0000"}]}}"#, "metadata.x[1].y"),
+            (r#"{"name":"a","metadata":{"k\u0000":"v"}}"#, "metadata"),
+            (
+                r#"{"records":[{"service":"a","status_code":1},{"service":"\u0000","status_code":1}]}"#,
+                "records[1].service",
+            ),
+        ] {
+            let err = parse_json::<Value>(body.as_bytes()).unwrap_err();
+            assert_eq!((err.status, err.field.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
+            assert!(err.detail.contains("U+0000"), "{}", err.detail);
+        }
+    }
+
+    #[test]
+    fn u0000_where_allowed_becomes_u_fffd() {
+        let body = br#"{"records":[{"request_body":{"a":"x\u0000y"}}],"service":"s"}"#;
+        let allowed = |p: &str| p.contains(".request_body");
+        let v: Value = parse_json_with(body, &allowed).unwrap();
+        assert_eq!(v["records"][0]["request_body"]["a"], "x\u{FFFD}y");
+        assert_eq!(
+            parse_json_with::<Value>(br#"{"service":"\u0000"}"#, &allowed).unwrap_err().field.as_deref(),
+            Some("service")
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_names_field_and_expected_type_without_echoing_the_value() {
+        let err = parse_json::<Record>(br#"{"service":"a","status_code":"sk_live_abcdef123"}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("status_code"));
+        assert!(!err.detail.contains("sk_live"), "{}", err.detail);
+        assert!(err.detail.contains("expected u16"), "{}", err.detail);
+        let err = parse_json::<Client>(br#"{"name":"a","auth_method":"sk_live_abcdef123"}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("auth_method"));
+        assert!(!err.detail.contains("sk_live"), "{}", err.detail);
+        assert!(err.detail.contains("client_secret_post"), "{}", err.detail);
+        let err = parse_json::<Client>(br#"{"name":{"sk_live_x":1}}"#).unwrap_err();
+        assert!(!err.detail.contains("sk_live"), "{}", err.detail);
+    }
+
+    #[test]
+    fn a_number_where_an_enum_belongs_is_a_type_error_not_invalid_json() {
+        let err = parse_json::<Client>(br#"{"name":"a","auth_method":7}"#).unwrap_err();
+        assert_eq!(err.code, "invalid_request");
+        assert_eq!(err.field.as_deref(), Some("auth_method"));
+        assert!(!err.detail.contains("not valid JSON"), "{}", err.detail);
     }
 
     #[test]

@@ -19,11 +19,12 @@ use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
 mod extract;
+pub mod lambda;
 mod map;
 mod problem;
 
-pub use extract::{Json, Query, parse_json};
-pub use problem::ApiError;
+pub use extract::{Json, Query, parse_json, parse_json_with};
+pub use problem::{ApiError, cause_chain};
 
 use crate::config::Config;
 
@@ -123,10 +124,15 @@ pub fn finish(router: Router, config: &Config) -> Router {
 }
 
 /// Serves `router` under the Lambda runtime when one is present (`AWS_LAMBDA_RUNTIME_API`,
-/// also set by `cargo lambda watch`), else as a plain HTTP server on `LISTEN_ADDR`.
+/// also set by `cargo lambda watch`), through [`lambda::invoke`] so that an undecodable body
+/// is a 400 rather than a runtime panic; else as a plain HTTP server on `LISTEN_ADDR`.
 pub async fn serve(router: Router, config: &Config) -> Result<(), lambda_http::Error> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        lambda_http::run(router).await
+        lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let router = router.clone();
+            async move { lambda::invoke(router, event.payload, event.context).await }
+        }))
+        .await
     } else {
         let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "listening");

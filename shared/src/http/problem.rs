@@ -60,9 +60,21 @@ impl ApiError {
         Self { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail) }
     }
 
-    /// 500; `cause` is logged, never answered.
+    /// 500; `cause` is logged (`{:#}`, so error types that print their chain that way do),
+    /// never answered.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+        tracing::error!(error = %format_args!("{cause:#}"), "internal error");
+        Self::plain_500()
+    }
+
+    /// 500 for an error with sources: logged once with its whole cause chain (a database
+    /// error with its SQLSTATE and server message, not just "db error"), never answered.
+    pub fn internal_error(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %cause_chain(cause), "internal error");
+        Self::plain_500()
+    }
+
+    fn plain_500() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -116,11 +128,46 @@ impl IntoResponse for ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         if e.is_connection_broken() || matches!(e, DbError::Secrets(_)) {
-            tracing::error!(error = %e, "database unavailable");
+            tracing::error!(error = %cause_chain(&e), "database unavailable");
             return Self::unavailable("database_unavailable", "the database is unavailable; try again shortly", 2);
         }
-        Self::internal(e)
+        Self::internal_error(&e)
     }
+}
+
+/// `error: cause: cause…`, each link once. A PostgreSQL error is told by its SQLSTATE, server
+/// message and the schema objects it names; its DETAIL and HINT are left out, since they
+/// can quote row values.
+pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut current = Some(error);
+    let mut previous = String::new();
+    while let Some(e) = current {
+        let text = match e.downcast_ref::<tokio_postgres::error::DbError>() {
+            Some(db) => {
+                let mut t = format!("{} {}", db.code().code(), db.message());
+                for (name, value) in
+                    [("table", db.table()), ("column", db.column()), ("constraint", db.constraint())]
+                {
+                    if let Some(v) = value {
+                        t.push_str(&format!(" ({name} {v})"));
+                    }
+                }
+                t
+            }
+            None => e.to_string(),
+        };
+        // thiserror's `{0}` wrappers repeat their source; say each thing once.
+        if !previous.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        previous = text;
+        current = e.source();
+    }
+    out
 }
 
 impl From<tokio_postgres::Error> for ApiError {
@@ -136,7 +183,7 @@ impl From<EventStoreError> for ApiError {
                 Self::conflict("concurrent_update", "another request changed this resource at the same time; retry")
             }
             EventStoreError::Db(db) => db.into(),
-            other => Self::internal(other),
+            other => Self::internal_error(&other),
         }
     }
 }
@@ -144,6 +191,19 @@ impl From<EventStoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer failed")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_cause_chain_names_every_link_once() {
+        let e = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(cause_chain(&e), "outer failed: disk on fire");
+        let answered = ApiError::internal_error(&e);
+        assert_eq!(answered.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!answered.detail.contains("disk"), "{}", answered.detail);
+    }
 
     #[test]
     fn problem_body_has_the_rfc_9457_members() {

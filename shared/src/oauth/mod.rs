@@ -2,13 +2,17 @@
 //! token endpoint (code exchange, refresh) and revocation, and how provider answers are read.
 //!
 //! Owns the outbound HTTP client (built once per execution environment: timeouts, no
-//! redirects followed, since a token endpoint that redirects is misconfigured or hostile),
+//! redirects followed, since a token endpoint that redirects is misconfigured or hostile; no
+//! proxy; every address checked by `outbound` after resolution), and what of a token answer
+//! is kept (`capture`: the standard fields and the named ones, nothing else),
 //! the classification of provider failures (`invalid_grant` versus transient), and the
 //! `oauth_states` table. Only the SHA-256 of a state is stored, and the PKCE verifier is
 //! encrypted. It never logs or returns a token, a secret or a verifier, and it never
 //! decides what a failure means for a connection (that is `connections`).
 
-use std::time::Duration;
+pub mod capture;
+
+use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
@@ -20,10 +24,14 @@ use uuid::Uuid;
 
 use crate::{
     clients::{AuthMethod, ProviderClient},
+    config::Config,
     context::Context,
     crypto::{KeyRing, Owner, random_token, sha256},
     http::ApiError,
+    outbound::{self, GuardedResolver, Lookup, OutboundPolicy, SystemLookup},
 };
+
+pub use capture::{CaptureError, CapturePath};
 
 /// How long a pending authorization may take.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
@@ -50,6 +58,9 @@ pub enum ErrorClass {
     Network,
     /// An answer that is not a token response.
     InvalidResponse,
+    /// The provider's URL or the address its name resolved to is not one keyledger may call
+    /// (DESIGN §6.13). Transient: DNS or the configuration may change.
+    AddressRefused,
 }
 
 impl ErrorClass {
@@ -68,6 +79,7 @@ impl ErrorClass {
             Self::RateLimited => "rate_limited",
             Self::Network => "network",
             Self::InvalidResponse => "invalid_response",
+            Self::AddressRefused => "address_refused",
         }
     }
 }
@@ -144,6 +156,8 @@ pub struct TokenEndpoint {
     pub auth_method: AuthMethod,
     /// The redirect URI the code was issued for.
     pub redirect_uri: String,
+    /// Token-response fields to keep as the connection's `provider_data` (§6.14 `capture`).
+    pub capture: Vec<CapturePath>,
 }
 
 impl From<&ProviderClient> for TokenEndpoint {
@@ -155,6 +169,7 @@ impl From<&ProviderClient> for TokenEndpoint {
             client_secret: c.client_secret.clone(),
             auth_method: c.settings.auth_method,
             redirect_uri: c.settings.redirect_uri.clone(),
+            capture: Vec::new(),
         }
     }
 }
@@ -163,19 +178,46 @@ impl From<&ProviderClient> for TokenEndpoint {
 #[derive(Debug, Clone)]
 pub struct Provider {
     http: reqwest::Client,
+    policy: OutboundPolicy,
 }
 
 impl Provider {
-    /// A client whose every call is bounded by `timeout` and that follows no redirect.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// The client `config` describes (timeout, `OUTBOUND_ALLOW_PRIVATE`, `PROVIDER_HOSTS`).
+    pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
+        Self::new(config.provider_timeout, OutboundPolicy::from_config(config))
+    }
+
+    /// A client whose every call is bounded by `timeout`, follows no redirect and reaches
+    /// only addresses `policy` allows, resolved by the system resolver.
+    pub fn new(timeout: Duration, policy: OutboundPolicy) -> Result<Self, reqwest::Error> {
+        Self::with_lookup(timeout, policy, Arc::new(SystemLookup))
+    }
+
+    /// [`Provider::new`] resolving names through `lookup` (tests make a name resolve to an
+    /// address of their choice).
+    pub fn with_lookup(
+        timeout: Duration,
+        policy: OutboundPolicy,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the provider's name itself, past the check.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone(), lookup)))
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http })
+        Ok(Self { http, policy })
+    }
+
+    /// The literal part of the address check (scheme, `PROVIDER_HOSTS`, IP literals, which
+    /// reqwest connects to without asking the resolver), before any byte is sent.
+    fn check(&self, url: &str) -> Result<(), ProviderError> {
+        outbound::check_url_str(&self.policy, url)
+            .map_err(|e| ProviderError::new(ErrorClass::AddressRefused, e.to_string()))
     }
 
     /// Exchanges an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5).
@@ -218,6 +260,7 @@ impl Provider {
         hint: &str,
     ) -> Result<(), ProviderError> {
         let form = vec![("token", token.expose_secret().to_owned()), ("token_type_hint", hint.to_owned())];
+        self.check(revoke_url)?;
         let response = self.post(endpoint, revoke_url, form).send().await.map_err(send_error)?;
         let status = response.status();
         if status.is_success() {
@@ -253,6 +296,7 @@ impl Provider {
         endpoint: &TokenEndpoint,
         form: Vec<(&'static str, String)>,
     ) -> Result<TokenSet, ProviderError> {
+        self.check(&endpoint.token_url)?;
         let response = self.post(endpoint, &endpoint.token_url, form).send().await.map_err(send_error)?;
         let status = response.status().as_u16();
         let retry_after = response
@@ -278,7 +322,7 @@ impl Provider {
         if !(200..300).contains(&status) {
             return Err(ProviderError::new(ErrorClass::Rejected, format!("token endpoint answered HTTP {status}")));
         }
-        parse_token_response(&bytes, form_encoded)
+        parse_token_response(&bytes, form_encoded, &endpoint.capture)
     }
 }
 
@@ -290,13 +334,14 @@ fn basic_auth(endpoint: &TokenEndpoint) -> String {
 }
 
 fn send_error(e: reqwest::Error) -> ProviderError {
-    // reqwest's message can carry the URL; ours never carries the body (the secrets).
-    if e.is_timeout() {
+    // Fixed texts only: reqwest's own can carry the URL, and "connection refused" versus
+    // "reset" versus "timed out" would let an admin key map which ports are open.
+    if let Some(refused) = outbound::refusal_in(&e) {
+        ProviderError::new(ErrorClass::AddressRefused, refused.to_string())
+    } else if e.is_timeout() {
         ProviderError::new(ErrorClass::Timeout, "the provider did not answer in time")
-    } else if e.is_connect() {
-        ProviderError::new(ErrorClass::Network, "could not connect to the provider")
     } else {
-        ProviderError::new(ErrorClass::Network, format!("request to the provider failed: {}", e.without_url()))
+        ProviderError::new(ErrorClass::Network, "could not reach the provider")
     }
 }
 
@@ -332,7 +377,9 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Opt
         .as_ref()
         .and_then(|m| m.get("error_description").or_else(|| m.get("message")))
         .and_then(Value::as_str)
-        .map(clip);
+        // Kept for the event (bounded, no control characters, credentials redacted in case a
+        // provider echoes what it was sent); never shown on the public callback page.
+        .map(|d| clip(&crate::request_log::redact::redact(d)));
     let class = if status == 429 {
         ErrorClass::RateLimited
     } else if status >= 500 {
@@ -356,17 +403,25 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Opt
 }
 
 /// Reads a token response: JSON, or form-encoded for the few providers that still send it.
-pub fn parse_token_response(body: &[u8], form_encoded: bool) -> Result<TokenSet, ProviderError> {
+/// Of it only the standard fields and what `capture` names survive.
+pub fn parse_token_response(
+    body: &[u8],
+    form_encoded: bool,
+    capture: &[CapturePath],
+) -> Result<TokenSet, ProviderError> {
     let map: Map<String, Value> = if form_encoded {
         form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
     } else {
         serde_json::from_slice(body)
             .map_err(|_| ProviderError::new(ErrorClass::InvalidResponse, "the token response is not a JSON object"))?
     };
-    token_set(map)
+    token_set(map, capture)
 }
 
-fn token_set(mut map: Map<String, Value>) -> Result<TokenSet, ProviderError> {
+fn token_set(mut map: Map<String, Value>, capture: &[CapturePath]) -> Result<TokenSet, ProviderError> {
+    // An allow-list, not a deny-list: providers nest tokens under names nobody can predict
+    // (Slack's `authed_user.access_token`, `bot.bot_access_token`).
+    let provider_data = capture::select(&map, capture);
     let access_token = match map.remove("access_token") {
         Some(Value::String(s)) if !s.is_empty() => SecretString::from(s),
         _ => return Err(ProviderError::new(ErrorClass::InvalidResponse, "the token response has no access_token")),
@@ -387,12 +442,7 @@ fn token_set(mut map: Map<String, Value>) -> Result<TokenSet, ProviderError> {
     }
     .filter(|s| *s > 0);
     let scopes = map.remove("scope").and_then(|v| parse_scopes(&v));
-    // What stays is provider metadata; anything that looks like a credential goes.
-    map.retain(|key, value| {
-        let k = key.to_ascii_lowercase();
-        !(value.is_string() && (k.contains("token") || k.contains("secret") || k.contains("password")))
-    });
-    Ok(TokenSet { access_token, refresh_token, token_type, expires_in, scopes, provider_data: map })
+    Ok(TokenSet { access_token, refresh_token, token_type, expires_in, scopes, provider_data })
 }
 
 /// Scopes as providers send them: a space- or comma-separated string, or an array.
@@ -549,7 +599,7 @@ mod tests {
     use super::*;
 
     fn parse(v: Value) -> Result<TokenSet, ProviderError> {
-        parse_token_response(&serde_json::to_vec(&v).unwrap(), false)
+        parse_token_response(&serde_json::to_vec(&v).unwrap(), false, &[CapturePath::parse("api_domain").unwrap()])
     }
 
     #[test]
@@ -564,6 +614,32 @@ mod tests {
         assert_eq!(t.scopes.unwrap(), vec!["read", "write"]);
         assert_eq!(t.provider_data.get("api_domain"), Some(&json!("https://www.zohoapis.eu")));
         assert!(!t.provider_data.contains_key("id_token"));
+    }
+
+    #[test]
+    fn a_slack_shaped_answer_keeps_only_standard_and_captured_fields() {
+        let body = json!({"ok": true, "access_token": "xoxb-top", "token_type": "bot", "scope": "chat:write",
+            "team": {"id": "T1", "name": "Acme"}, "enterprise": null,
+            "authed_user": {"id": "U1", "scope": "x", "access_token": "xoxp-user", "refresh_token": "xoxe-user",
+                            "token_type": "user"},
+            "bot": {"bot_user_id": "B1", "bot_access_token": "xoxb-bot"}, "incoming_webhook": {"url": "https://hooks/x"}});
+        let capture: Vec<CapturePath> =
+            ["team.id", "authed_user.id"].iter().map(|p| CapturePath::parse(p).unwrap()).collect();
+        let t = parse_token_response(&serde_json::to_vec(&body).unwrap(), false, &capture).unwrap();
+        assert_eq!(Value::Object(t.provider_data.clone()), json!({"team.id": "T1", "authed_user.id": "U1"}));
+        let t = parse_token_response(&serde_json::to_vec(&body).unwrap(), false, &[]).unwrap();
+        assert!(t.provider_data.is_empty());
+        assert_eq!(t.access_token.expose_secret(), "xoxb-top");
+    }
+
+    #[test]
+    fn a_provider_description_is_bounded_cleaned_and_redacted() {
+        let body = json!({"error": "invalid_client", "error_description": format!("bad\u{0}\r\nBearer abc.def {}", "x".repeat(400))});
+        let e = classify_error(401, &serde_json::to_vec(&body).unwrap(), None).unwrap();
+        assert!(!e.message.contains("abc.def"), "{}", e.message);
+        assert!(!e.message.chars().any(char::is_control));
+        assert!(e.message.chars().count() <= MAX_MESSAGE + 1);
+        assert_eq!(e.code(), "invalid_client");
     }
 
     #[test]
@@ -588,7 +664,7 @@ mod tests {
 
     #[test]
     fn a_form_encoded_answer_is_read() {
-        let t = parse_token_response(b"access_token=a&scope=x%2Cy&token_type=bearer", true).unwrap();
+        let t = parse_token_response(b"access_token=a&scope=x%2Cy&token_type=bearer", true, &[]).unwrap();
         assert_eq!(t.scopes.unwrap(), vec!["x", "y"]);
     }
 
@@ -610,7 +686,7 @@ mod tests {
     #[test]
     fn missing_access_token_is_an_invalid_response() {
         assert_eq!(parse(json!({"token_type": "Bearer"})).unwrap_err().class, ErrorClass::InvalidResponse);
-        assert_eq!(parse_token_response(b"<html>", false).unwrap_err().class, ErrorClass::InvalidResponse);
+        assert_eq!(parse_token_response(b"<html>", false, &[]).unwrap_err().class, ErrorClass::InvalidResponse);
     }
 
     #[test]
@@ -633,6 +709,7 @@ mod tests {
             client_secret: SecretString::from("s&c ret"),
             auth_method: AuthMethod::ClientSecretBasic,
             redirect_uri: String::new(),
+            capture: Vec::new(),
         };
         let header = basic_auth(&e);
         let decoded = String::from_utf8(STANDARD.decode(header.trim_start_matches("Basic ")).unwrap()).unwrap();
