@@ -27,6 +27,7 @@ pub mod roles;
 pub mod schedule;
 pub mod scheduled_refresh;
 pub mod secrets;
+pub mod signing;
 pub mod telemetry;
 pub mod tls;
 

@@ -121,6 +121,10 @@ impl TestApp {
             ("DB_POOL_MAX".into(), "8".into()),
             // The fake providers listen on loopback over plain http; the template sets false.
             ("OUTBOUND_ALLOW_PRIVATE".into(), "true".into()),
+            (
+                "LICENSE_SIGNING_KEYS".into(),
+                shared::signing::SigningKeys::generate_json("s1").expose_secret().to_owned(),
+            ),
         ]);
         for (k, v) in vars {
             if v.is_empty() {
