@@ -20,6 +20,7 @@ mod oauth_clients;
 mod oauth_flow;
 mod oauth_tokens;
 mod oauth_world;
+mod outbound;
 mod relay;
 mod request_log;
 mod request_log_layer;
