@@ -445,6 +445,8 @@ await step('requests: filter by service, method, status class and time range; ex
   await page.locator('#f-from').fill(berlinInput(from));
   await page.locator('#f-to').fill(berlinInput(new Date(THE_CALL.getTime() + 420_000)));
   await page.locator('#apply-filters').click();
+  // The count may still read '1 shown' from the previous filter: wait for the filtered row.
+  await waitText('#log tbody tr:not(.detail)', '502');
   await waitText('#log-count', '1 shown');
   const row = page.locator('#log tbody tr:not(.detail)').first();
   assert.match(await row.innerText(), /502/);
