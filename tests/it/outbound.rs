@@ -161,7 +161,10 @@ async fn last_event(w: &World) -> (String, Value) {
         .app
         .client()
         .await
-        .query_one("SELECT type, data FROM events WHERE stream_id = 'connection-conn-1' ORDER BY version DESC LIMIT 1", &[])
+        .query_one(
+            "SELECT type, data FROM events WHERE stream_id = 'connection-conn-1' ORDER BY version DESC LIMIT 1",
+            &[],
+        )
         .await
         .unwrap();
     (row.get(0), row.get(1))

@@ -187,9 +187,7 @@ pub async fn handle(
     lambda: lambda_runtime::Context,
 ) -> Result<Value, lambda_runtime::Error> {
     match trigger_of(&event) {
-        Some(Trigger::Http) => {
-            shared::http::lambda::invoke(router, event, lambda).await
-        }
+        Some(Trigger::Http) => shared::http::lambda::invoke(router, event, lambda).await,
         Some(Trigger::Sqs) => {
             let event: SqsEvent = serde_json::from_value(event)?;
             Ok(serde_json::to_value(handle_sqs(ctx, event).await)?)

@@ -146,9 +146,7 @@ pub fn cause_chain(error: &(dyn std::error::Error + 'static)) -> String {
         let text = match e.downcast_ref::<tokio_postgres::error::DbError>() {
             Some(db) => {
                 let mut t = format!("{} {}", db.code().code(), db.message());
-                for (name, value) in
-                    [("table", db.table()), ("column", db.column()), ("constraint", db.constraint())]
-                {
+                for (name, value) in [("table", db.table()), ("column", db.column()), ("constraint", db.constraint())] {
                     if let Some(v) = value {
                         t.push_str(&format!(" ({name} {v})"));
                     }
