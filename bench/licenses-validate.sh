@@ -91,7 +91,7 @@ PG_SETTINGS=$(psql "$SERVER_URL/postgres" -tAc "SELECT string_agg(name || '=' ||
 
 # (3) keyledger seed through the real path --------------------------------------------------
 if [[ ! -f "$OUT/secrets.env" ]]; then
-  { echo "export ENCRYPTION_KEYS='$("$CLI" keys generate)'"; echo "export LICENSE_KEY_PEPPER='$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')'"; } >"$OUT/secrets.env"
+  { echo "export ENCRYPTION_KEYS='$("$CLI" keys generate)'"; echo "export LICENSE_KEY_PEPPER='$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')'"; echo "export LICENSE_SIGNING_KEYS='$("$CLI" keys generate-signing 2>/dev/null || true)'"; } >"$OUT/secrets.env"
   chmod 600 "$OUT/secrets.env"
 fi
 # shellcheck disable=SC1091

@@ -102,6 +102,12 @@ enum KeysAction {
         #[arg(long, default_value = "k1")]
         id: String,
     },
+    /// Print a new Ed25519 signing key ring with one random seed, for LICENSE_SIGNING_KEYS.
+    GenerateSigning {
+        /// The key id.
+        #[arg(long, default_value = "s1")]
+        id: String,
+    },
 }
 
 #[tokio::main]
@@ -132,6 +138,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { action: KeysAction::Generate { id } } => {
             use secrecy::ExposeSecret;
             println!("{}", KeyRing::generate_json(&id).expose_secret());
+        }
+        Command::Keys { action: KeysAction::GenerateSigning { id } } => {
+            use secrecy::ExposeSecret;
+            println!("{}", shared::signing::SigningKeys::generate_json(&id).expose_secret());
         }
         Command::Migrate { action: MigrateAction::Hash } => println!("{}", roles::schema_hash()),
         Command::Roles { action: RolesAction::Show } => print!("{}", roles::markdown_table()),
@@ -169,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let ctx = context()?;
             let mut client = ctx.db().get().await.context("connecting to the database")?;
-            let report = projections::replay(&mut client).await?;
+            let report = projections::replay(&mut client, shared::PROJECTORS).await?;
             print(&report)?;
             if !report.is_clean() {
                 eprintln!("projections differ from the event log");

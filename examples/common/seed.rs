@@ -63,7 +63,15 @@ pub async fn connections(
                 scopes: vec!["read".into()],
                 provider_data: serde_json::json!({}),
             };
-            projections::record(&tx, &stream, ExpectedVersion::NoStream, &[event], meta).await?;
+            projections::record(
+                &tx,
+                &shared::connections::PROJECTOR,
+                &stream,
+                ExpectedVersion::NoStream,
+                &[event],
+                meta,
+            )
+            .await?;
         }
         tx.commit().await?;
     }

@@ -98,7 +98,8 @@ pub async fn create(ctx: &Context, new: NewApiKey, metadata: &Metadata) -> Resul
     };
     let mut client = ctx.db().get().await?;
     let tx = client.transaction().await?;
-    let recorded = projections::record(&tx, &stream(id), ExpectedVersion::NoStream, &[event], metadata).await?;
+    let recorded =
+        projections::record(&tx, &PROJECTOR, &stream(id), ExpectedVersion::NoStream, &[event], metadata).await?;
     tx.commit().await?;
     Ok(CreatedApiKey {
         api_key: ApiKey { id, name: name.to_owned(), scopes, created_at: recorded[0].recorded_at },
@@ -148,6 +149,7 @@ pub async fn revoke(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), 
     let version: i32 = row.get(0);
     projections::record(
         &tx,
+        &PROJECTOR,
         &stream(id),
         ExpectedVersion::Exact(version),
         &[ApiKeyEvent::ApiKeyRevoked { id }],
@@ -191,4 +193,14 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The api_keys projection, as registered with [`projections`].
+pub const PROJECTOR: projections::Projector = projections::Projector { kind: "apikey", project: project_boxed };
+
+fn project_boxed<'a>(
+    tx: &'a Transaction<'_>,
+    event: &'a RecordedEvent,
+) -> futures::future::BoxFuture<'a, Result<(), EventStoreError>> {
+    Box::pin(project(tx, event))
 }

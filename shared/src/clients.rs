@@ -337,7 +337,8 @@ pub async fn create(ctx: &Context, new: NewClient, metadata: &Metadata) -> Resul
     let event = ClientEvent::ClientRegistered { id, settings: settings.clone(), client_secret };
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
-    let recorded = projections::record(&tx, &stream_id, ExpectedVersion::NoStream, &[event], metadata).await?;
+    let recorded =
+        projections::record(&tx, &PROJECTOR, &stream_id, ExpectedVersion::NoStream, &[event], metadata).await?;
     tx.commit().await?;
     let at = recorded[0].recorded_at;
     Ok(Client { id, settings, created_at: at, updated_at: at })
@@ -478,7 +479,8 @@ pub async fn update(ctx: &Context, id: Uuid, patch: ClientPatch, metadata: &Meta
         let client_secret = keyring.encrypt(Owner::new(&stream_id, SECRET_FIELD), secret.expose_secret());
         events.push(ClientEvent::ClientSecretRotated { id, client_secret });
     }
-    let recorded = projections::record(&tx, &stream_id, ExpectedVersion::Exact(version), &events, metadata).await?;
+    let recorded =
+        projections::record(&tx, &PROJECTOR, &stream_id, ExpectedVersion::Exact(version), &events, metadata).await?;
     tx.commit().await?;
     let updated_at = recorded.last().map_or(current.updated_at, |e| e.recorded_at);
     Ok(Client { id, settings, created_at: current.created_at, updated_at })
@@ -506,6 +508,7 @@ pub async fn delete(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), 
     }
     projections::record(
         &tx,
+        &PROJECTOR,
         &stream(id),
         ExpectedVersion::Exact(version),
         &[ClientEvent::ClientDeleted { id }],
@@ -594,6 +597,16 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// The clients projection, as registered with [`projections`].
+pub const PROJECTOR: projections::Projector = projections::Projector { kind: "client", project: project_boxed };
+
+fn project_boxed<'a>(
+    tx: &'a Transaction<'_>,
+    event: &'a RecordedEvent,
+) -> futures::future::BoxFuture<'a, Result<(), EventStoreError>> {
+    Box::pin(project(tx, event))
 }
 
 #[cfg(test)]

@@ -118,6 +118,12 @@ pub struct Config {
     pub role_secret_ids: BTreeMap<String, String>,
     /// True inside a Lambda execution environment.
     pub on_lambda: bool,
+    /// Ed25519 signing key ring of license answers and files (DESIGN §6.15).
+    pub license_signing_keys: Option<SecretSource>,
+    /// `iss` of license files.
+    pub license_issuer: String,
+    /// Longest lifetime of a license file.
+    pub license_file_max_ttl: Duration,
 }
 
 impl Config {
@@ -229,12 +235,20 @@ impl Config {
             listen_addr: parse(&get, "LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             role_secret_ids,
             on_lambda,
+            license_signing_keys: secret(&get, "LICENSE_SIGNING_KEYS")?,
+            license_issuer: get("LICENSE_ISSUER").unwrap_or_else(|| "keyledger".into()),
+            license_file_max_ttl: Duration::from_secs(positive(&get, "LICENSE_FILE_MAX_TTL_SECONDS", 2_592_000)?),
         })
     }
 
     /// The key ring source, or an error naming both variables when neither is set.
     pub fn require_encryption_keys(&self) -> Result<&SecretSource, ConfigError> {
         self.encryption_keys.as_ref().ok_or_else(|| missing_secret("ENCRYPTION_KEYS"))
+    }
+
+    /// The license signing key ring source, or an error naming both variables when neither is set.
+    pub fn require_license_signing_keys(&self) -> Result<&SecretSource, ConfigError> {
+        self.license_signing_keys.as_ref().ok_or_else(|| missing_secret("LICENSE_SIGNING_KEYS"))
     }
 
     /// The license-key pepper source, or an error naming both variables when neither is set.
@@ -380,6 +394,18 @@ mod tests {
         assert_eq!(c.role_secret_ids["admin"], "arn:aws:secretsmanager:eu-west-1:1:secret:kl-admin");
         assert_eq!((c.db_host.as_deref(), c.db_port, c.db_name.as_deref()), (Some("db.internal"), Some(6432), None));
         assert!(config(&[URL]).unwrap().role_secret_ids.is_empty());
+    }
+
+    #[test]
+    fn license_file_settings_default_and_are_checked() {
+        let c = config(&[URL]).unwrap();
+        assert_eq!(c.license_issuer, "keyledger");
+        assert_eq!(c.license_file_max_ttl, Duration::from_secs(2_592_000));
+        assert!(c.require_license_signing_keys().unwrap_err().to_string().contains("LICENSE_SIGNING_KEYS_SECRET_ID"));
+        let err = config(&[URL, ("LICENSE_FILE_MAX_TTL_SECONDS", "0")]).unwrap_err();
+        assert_eq!(err.variable, "LICENSE_FILE_MAX_TTL_SECONDS");
+        let c = config(&[URL, ("LICENSE_SIGNING_KEYS_SECRET_ID", "kl/signing")]).unwrap();
+        assert!(matches!(c.license_signing_keys, Some(SecretSource::SecretsManager(ref id)) if id == "kl/signing"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::{
     events::Metadata,
     http::ApiError,
     secrets::{CachedSecret, SecretsClient, parse_plain},
+    signing::SigningKeys,
 };
 
 /// Shared per-environment state; cheap to clone.
@@ -31,6 +32,7 @@ struct Inner {
     keyring: Option<CachedSecret<KeyRing>>,
     admin_key_hash: Option<CachedSecret<[u8; 32]>>,
     pepper: Option<CachedSecret<SecretString>>,
+    signing_keys: Option<CachedSecret<SigningKeys>>,
 }
 
 impl Context {
@@ -58,8 +60,13 @@ impl Context {
             .license_key_pepper
             .clone()
             .map(|source| CachedSecret::new("LICENSE_KEY_PEPPER", source, secrets.clone(), ttl, parse_plain));
+        let signing_keys = config.license_signing_keys.clone().map(|source| {
+            CachedSecret::new("LICENSE_SIGNING_KEYS", source, secrets.clone(), ttl, |raw| {
+                SigningKeys::parse(raw).map_err(|e| e.to_string())
+            })
+        });
         let db = Db::new(&config, &secrets, function);
-        Self { inner: Arc::new(Inner { config, function, db, secrets, keyring, admin_key_hash, pepper }) }
+        Self { inner: Arc::new(Inner { config, function, db, secrets, keyring, admin_key_hash, pepper, signing_keys }) }
     }
 
     /// The configuration.
@@ -101,6 +108,16 @@ impl Context {
     pub async fn license_key_pepper(&self) -> Result<Arc<SecretString>, ApiError> {
         let cache =
             self.inner.pepper.as_ref().ok_or_else(|| ApiError::internal("LICENSE_KEY_PEPPER is not configured"))?;
+        cache.get().await.map_err(ApiError::internal)
+    }
+
+    /// The license signing key ring; a 500 (logged) when it is not configured or unreadable.
+    pub async fn signing_keys(&self) -> Result<Arc<SigningKeys>, ApiError> {
+        let cache = self
+            .inner
+            .signing_keys
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("LICENSE_SIGNING_KEYS is not configured"))?;
         cache.get().await.map_err(ApiError::internal)
     }
 

@@ -100,16 +100,20 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    pub(crate) fn from_row(row: &Row) -> Self {
-        Self {
-            position: row.get("position"),
-            stream_id: row.get("stream_id"),
-            version: row.get("version"),
-            event_type: row.get("type"),
-            data: row.get("data"),
-            metadata: row.get("metadata"),
-            recorded_at: row.get("recorded_at"),
-        }
+    /// Reads an event row. A payload the JSON reader cannot take back (PostgreSQL prints
+    /// `1.7976931348623157e308` as a 309-digit integer that serde_json finds out of range) is
+    /// an error naming the event, never a panic.
+    pub(crate) fn from_row(row: &Row) -> Result<Self, EventStoreError> {
+        let payload = |e: tokio_postgres::Error| EventStoreError::Payload(format!("event row: {e}"));
+        Ok(Self {
+            position: row.try_get("position").map_err(payload)?,
+            stream_id: row.try_get("stream_id").map_err(payload)?,
+            version: row.try_get("version").map_err(payload)?,
+            event_type: row.try_get("type").map_err(payload)?,
+            data: row.try_get("data").map_err(payload)?,
+            metadata: row.try_get("metadata").map_err(payload)?,
+            recorded_at: row.try_get("recorded_at").map_err(payload)?,
+        })
     }
 
     /// Decodes the payload into the stream's event enum (serde `tag = "type"`).
@@ -195,7 +199,7 @@ pub async fn append<E: Serialize>(
             let actual: i32 = tx.query_typed(STREAM_VERSION, &[(&stream_id, Type::TEXT)]).await?[0].get(0);
             Err(conflict(actual))
         }
-        Ok(rows) => Ok(rows.iter().map(RecordedEvent::from_row).collect()),
+        Ok(rows) => rows.iter().map(RecordedEvent::from_row).collect(),
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             // The transaction is aborted; the winner's version is not visible to it anyway.
             Err(conflict(expected.as_param().map_or(-1, |v| v + 1)))
@@ -219,7 +223,7 @@ pub async fn read_stream(
     let rows = client
         .query_typed(READ_STREAM, &[(&stream_id, Type::TEXT), (&after_version, Type::INT4), (&limit, Type::INT8)])
         .await?;
-    Ok(rows.iter().map(RecordedEvent::from_row).collect())
+    rows.iter().map(RecordedEvent::from_row).collect()
 }
 
 const READ_ALL: &str = "
@@ -233,7 +237,7 @@ pub async fn read_all(
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, EventStoreError> {
     let rows = client.query_typed(READ_ALL, &[(&after_position, Type::INT8), (&limit, Type::INT8)]).await?;
-    Ok(rows.iter().map(RecordedEvent::from_row).collect())
+    rows.iter().map(RecordedEvent::from_row).collect()
 }
 
 #[cfg(test)]

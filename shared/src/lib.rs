@@ -19,6 +19,7 @@ pub mod migrations;
 pub mod oauth;
 pub mod outbound;
 pub mod projections;
+pub mod providers;
 pub mod provision;
 pub mod relay;
 pub mod request_log;
@@ -26,7 +27,12 @@ pub mod roles;
 pub mod schedule;
 pub mod scheduled_refresh;
 pub mod secrets;
+pub mod signing;
 pub mod telemetry;
 pub mod tls;
 
 pub use context::Context;
+
+/// Every domain's projection, for replay (each domain records with its own).
+pub const PROJECTORS: &[projections::Projector] =
+    &[api_keys::PROJECTOR, licenses::PROJECTOR, clients::PROJECTOR, connections::PROJECTOR];

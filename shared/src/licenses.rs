@@ -616,7 +616,7 @@ pub(crate) async fn issue_license(ctx: &Context, issue: Issue, metadata: &Metada
     if !tx.query_typed(KEY_TAKEN, &[(&hash_param, Type::BYTEA)]).await?.is_empty() {
         return Err(key_exists());
     }
-    match projections::record(&tx, &stream_id, ExpectedVersion::NoStream, &events, metadata).await {
+    match projections::record(&tx, &PROJECTOR, &stream_id, ExpectedVersion::NoStream, &events, metadata).await {
         Ok(_) => {}
         // A concurrent import of the same key got there first.
         Err(e) if is_unique_violation(&e) => return Err(key_exists()),
@@ -844,7 +844,7 @@ pub async fn update(ctx: &Context, id: Uuid, patch: LicensePatch, metadata: &Met
         _ => {}
     }
     if !events.is_empty() {
-        projections::record(&tx, &stream(id), ExpectedVersion::Exact(version), &events, metadata).await?;
+        projections::record(&tx, &PROJECTOR, &stream(id), ExpectedVersion::Exact(version), &events, metadata).await?;
     }
     tx.commit().await?;
     drop(client);
@@ -861,6 +861,7 @@ pub async fn revoke(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), 
         let version: i32 = row.get(6);
         projections::record(
             &tx,
+            &PROJECTOR,
             &stream(id),
             ExpectedVersion::Exact(version),
             &[LicenseEvent::LicenseRevoked { id }],
@@ -900,7 +901,7 @@ pub async fn remove_installation(
         reason: DeactivationReason::Operator,
         last_seen_at: installation.get(0),
     };
-    projections::record(&tx, &stream(id), ExpectedVersion::Exact(version), &[event], metadata).await?;
+    projections::record(&tx, &PROJECTOR, &stream(id), ExpectedVersion::Exact(version), &[event], metadata).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -1217,6 +1218,7 @@ pub async fn activate(
     let freed = (events.len() - 1) as i64;
     projections::record(
         &tx,
+        &PROJECTOR,
         &stream(license.id),
         ExpectedVersion::Exact(license.version),
         &events,
@@ -1273,6 +1275,7 @@ pub async fn deactivate(
     };
     projections::record(
         &tx,
+        &PROJECTOR,
         &stream(license.id),
         ExpectedVersion::Exact(license.version),
         &[event],
@@ -1436,6 +1439,16 @@ SELECT 1 FROM events WHERE stream_id = $1
   AND type IN ('InstallationActivated', 'InstallationDeactivated') AND data->>'installation_id' = $2 LIMIT 1";
     let stream_id = stream(id);
     Ok(!client.query_typed(KNOWN, &[(&stream_id, Type::TEXT), (&installation_id, Type::TEXT)]).await?.is_empty())
+}
+
+/// The licenses projection, as registered with [`projections`].
+pub const PROJECTOR: projections::Projector = projections::Projector { kind: "license", project: project_boxed };
+
+fn project_boxed<'a>(
+    tx: &'a Transaction<'_>,
+    event: &'a RecordedEvent,
+) -> futures::future::BoxFuture<'a, Result<(), EventStoreError>> {
+    Box::pin(project(tx, event))
 }
 
 #[cfg(test)]

@@ -113,6 +113,14 @@ pub struct UpReport {
     pub schema_version: i32,
 }
 
+/// How long one migration statement may run: minutes, not the functions' 10 s, so that an
+/// index on a large table (`request_log`) does not fail the deploy. It stays under migrate's
+/// 300 s Lambda timeout so the custom resource still answers FAILED in time.
+pub const STATEMENT_TIMEOUT: &str = "270s";
+/// How long a migration waits for a table lock before it fails (and the deploy rolls back):
+/// a DDL waiting behind a long transaction would queue every function's queries behind it.
+pub const LOCK_TIMEOUT: &str = "10s";
+
 /// Arbitrary but fixed: the advisory lock that serialises concurrent `migrate` runs.
 pub(crate) const LOCK_KEY: i64 = 0x6b65_796c_6564_6772; // "keyledgr"
 
@@ -167,6 +175,12 @@ pub async fn status(client: &Client) -> Result<Status, MigrateError> {
 /// A changed applied file is an error and nothing is applied.
 pub async fn up(client: &mut Client) -> Result<UpReport, MigrateError> {
     let tx = client.transaction().await?;
+    // SET LOCAL: for this transaction only (migrate connects directly, never through the
+    // proxy, and nothing of it outlives the commit).
+    tx.batch_execute(&format!(
+        "SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+    ))
+    .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
     tx.batch_execute(CREATE_TABLE).await?;
     // Read after taking the lock: a concurrent run may just have applied everything.

@@ -2,18 +2,35 @@
 //! one transaction, and the replay that rebuilds every projection from the log and
 //! compares it with the live tables.
 //!
-//! Owns the dispatch from a stream id prefix to its module's `project` function. Projection
-//! SQL uses unqualified table names, so that replay can run the very same code against
-//! temporary scratch tables (which shadow the real ones inside its transaction).
+//! Each domain owns its projection and registers it as a [`Projector`]; this module never
+//! names a domain (so nothing imports back up). Projection SQL uses unqualified table names,
+//! so that replay can run the very same code against temporary scratch tables (which shadow
+//! the real ones inside its transaction).
 
+use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio_postgres::{IsolationLevel, Transaction};
 
-use crate::{
-    api_keys, clients, connections,
-    events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
-    licenses,
-};
+use crate::events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent};
+
+/// A projection function: applies one recorded event of its stream kind to its tables.
+pub type ProjectFn =
+    for<'a, 'b> fn(&'a Transaction<'b>, &'a RecordedEvent) -> BoxFuture<'a, Result<(), EventStoreError>>;
+
+/// One domain's projection, registered by stream kind (the stream id prefix before `-`).
+#[derive(Clone, Copy)]
+pub struct Projector {
+    /// Stream id prefix, e.g. `"license"` for `license-<uuid>`.
+    pub kind: &'static str,
+    /// Applies one event of that stream kind.
+    pub project: ProjectFn,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
 
 /// A table rebuilt from the log.
 #[derive(Debug, Clone, Copy)]
@@ -36,20 +53,24 @@ pub const TABLES: &[ProjectionTable] = &[
     ProjectionTable { name: "connections", key: "connection_id", ignore: &[] },
 ];
 
-/// Applies one recorded event to the projection its stream belongs to.
-pub async fn apply(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
-    match event.stream_id.split_once('-').map(|(kind, _)| kind) {
-        Some("apikey") => api_keys::project(tx, event).await,
-        Some("license") => licenses::project(tx, event).await,
-        Some("client") => clients::project(tx, event).await,
-        Some("connection") => connections::project(tx, event).await,
-        _ => Err(EventStoreError::Payload(format!("no projection for stream '{}'", event.stream_id))),
+/// Applies one recorded event with the projector registered for its stream kind.
+pub async fn apply(
+    projectors: &[Projector],
+    tx: &Transaction<'_>,
+    event: &RecordedEvent,
+) -> Result<(), EventStoreError> {
+    let kind = event.stream_id.split_once('-').map(|(kind, _)| kind);
+    match projectors.iter().find(|p| Some(p.kind) == kind) {
+        Some(p) => (p.project)(tx, event).await,
+        None => Err(EventStoreError::Payload(format!("no projection for stream '{}'", event.stream_id))),
     }
 }
 
-/// Appends `events` to `stream_id` and updates the projections, in the caller's transaction.
+/// Appends `events` to `stream_id` and updates the owning domain's projection (`projector`),
+/// in the caller's transaction.
 pub async fn record<E: Serialize>(
     tx: &Transaction<'_>,
+    projector: &Projector,
     stream_id: &str,
     expected: ExpectedVersion,
     events: &[E],
@@ -57,7 +78,7 @@ pub async fn record<E: Serialize>(
 ) -> Result<Vec<RecordedEvent>, EventStoreError> {
     let recorded = events::append(tx, stream_id, expected, events, metadata).await?;
     for event in &recorded {
-        apply(tx, event).await?;
+        apply(std::slice::from_ref(projector), tx, event).await?;
     }
     Ok(recorded)
 }
@@ -97,8 +118,12 @@ const SAMPLE: i64 = 20;
 
 /// Rebuilds every projection from the log into scratch tables and reports differences.
 /// Runs in one repeatable-read transaction (the log and the projections are compared at
-/// the same snapshot) that is rolled back: nothing live is touched.
-pub async fn replay(client: &mut tokio_postgres::Client) -> Result<ReplayReport, EventStoreError> {
+/// the same snapshot) that is rolled back: nothing live is touched. `projectors` is every
+/// domain's registration (the caller builds the table).
+pub async fn replay(
+    client: &mut tokio_postgres::Client,
+    projectors: &[Projector],
+) -> Result<ReplayReport, EventStoreError> {
     let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await?;
     for table in TABLES {
         tx.batch_execute(&format!(
@@ -115,7 +140,7 @@ pub async fn replay(client: &mut tokio_postgres::Client) -> Result<ReplayReport,
         let Some(last) = batch.last() else { break };
         position = last.position;
         for event in &batch {
-            apply(&tx, event).await?;
+            apply(projectors, &tx, event).await?;
             count += 1;
         }
     }

@@ -14,6 +14,7 @@ use crate::{
     context::Context,
     crypto::KeyRing,
     secrets::{SecretSource, SecretsError},
+    signing::SigningKeys,
 };
 
 /// The value the template gives the key ring secret; `migrate` generates key `k1` for it.
@@ -37,9 +38,11 @@ pub enum ProvisionError {
     /// Secrets Manager failed.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
-    /// The secret holds something that is neither a key ring nor the placeholder.
-    #[error("ENCRYPTION_KEYS_SECRET_ID '{id}': {reason}")]
+    /// The secret holds something that is neither a ring nor the placeholder.
+    #[error("{variable} '{id}': {reason}")]
     Refused {
+        /// The configuration variable that names the secret.
+        variable: &'static str,
         /// The secret id.
         id: String,
         /// Why nothing was written.
@@ -52,29 +55,63 @@ fn is_placeholder(raw: &SecretString) -> bool {
     parsed == serde_json::from_str(KEY_RING_PLACEHOLDER).ok()
 }
 
+/// A ring kept in Secrets Manager that `migrate` generates on the first deploy.
+struct Ring {
+    /// The `*_SECRET_ID` variable, for messages.
+    variable: &'static str,
+    /// True when the secret's value is a usable ring of this kind.
+    is_ring: fn(&SecretString) -> bool,
+    /// A new ring's JSON.
+    generate: fn() -> SecretString,
+}
+
+const ENCRYPTION_RING: Ring = Ring {
+    variable: "ENCRYPTION_KEYS_SECRET_ID",
+    is_ring: |raw| KeyRing::parse(raw).is_ok(),
+    generate: || KeyRing::generate_json("k1"),
+};
+
+const SIGNING_RING: Ring = Ring {
+    variable: "LICENSE_SIGNING_KEYS_SECRET_ID",
+    is_ring: |raw| SigningKeys::parse(raw).is_ok(),
+    generate: || SigningKeys::generate_json("s1"),
+};
+
 /// Makes sure the key ring secret holds a key ring, generating one in place of the placeholder.
 pub async fn ensure_key_ring(ctx: &Context) -> Result<KeyRingState, ProvisionError> {
-    let Some(SecretSource::SecretsManager(id)) = &ctx.config().encryption_keys else {
+    ensure(ctx, ctx.config().encryption_keys.as_ref(), &ENCRYPTION_RING).await
+}
+
+/// Makes sure the license signing-key secret (DESIGN §6.15) holds an Ed25519 ring, generating
+/// one (key `s1`) in place of the placeholder. The new seed goes from `migrate` straight to
+/// Secrets Manager: it is never logged or answered.
+pub async fn ensure_signing_keys(ctx: &Context) -> Result<KeyRingState, ProvisionError> {
+    ensure(ctx, ctx.config().license_signing_keys.as_ref(), &SIGNING_RING).await
+}
+
+async fn ensure(ctx: &Context, source: Option<&SecretSource>, ring: &Ring) -> Result<KeyRingState, ProvisionError> {
+    let Some(SecretSource::SecretsManager(id)) = source else {
         return Ok(KeyRingState::NotManaged);
     };
-    let refused = |reason: &str| ProvisionError::Refused { id: id.clone(), reason: reason.to_owned() };
+    let refused =
+        |reason: &str| ProvisionError::Refused { variable: ring.variable, id: id.clone(), reason: reason.to_owned() };
     let secrets = ctx.secrets();
     let current = secrets.fetch(&SecretSource::SecretsManager(id.clone())).await?;
-    if KeyRing::parse(&current).is_ok() {
+    if (ring.is_ring)(&current) {
         return Ok(KeyRingState::Present);
     }
     if !is_placeholder(&current) {
         return Err(refused("holds neither a key ring nor the template's placeholder; nothing was changed"));
     }
     if let Some(previous) = secrets.fetch_stage(id, "AWSPREVIOUS").await?
-        && KeyRing::parse(&previous).is_ok()
+        && (ring.is_ring)(&previous)
     {
         return Err(refused(
             "was reset to the placeholder but its AWSPREVIOUS version holds a key ring; restore that version \
              (aws secretsmanager update-secret-version-stage) instead of generating new keys",
         ));
     }
-    secrets.put(id, &KeyRing::generate_json("k1")).await?;
-    tracing::info!(secret_id = %id, "generated the encryption key ring");
+    secrets.put(id, &(ring.generate)()).await?;
+    tracing::info!(secret_id = %id, variable = ring.variable, "generated a key ring");
     Ok(KeyRingState::Generated)
 }

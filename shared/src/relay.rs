@@ -25,7 +25,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 use tokio_postgres::types::Type;
 
-use crate::{context::Context, db::DbError, events::RecordedEvent};
+use crate::{
+    context::Context,
+    db::DbError,
+    events::{EventStoreError, RecordedEvent},
+};
 
 /// Event types published as they are.
 pub const PUBLISHED_TYPES: &[&str] = &[
@@ -153,6 +157,9 @@ pub enum RelayError {
     /// The bus could not be reached.
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// An event in the log could not be read.
+    #[error(transparent)]
+    Event(#[from] EventStoreError),
 }
 
 impl From<tokio_postgres::Error> for RelayError {
@@ -256,8 +263,8 @@ pub async fn run(ctx: &Context, publisher: &impl Publisher, deadline: Instant) -
             .query_typed(READ, &[(&position, Type::INT8), (&READ_LIMIT, Type::INT8)])
             .await?
             .iter()
-            .map(|r| (RecordedEvent::from_row(r), r.get("previous_type")))
-            .collect();
+            .map(|r| Ok((RecordedEvent::from_row(r)?, r.get("previous_type"))))
+            .collect::<Result<_, EventStoreError>>()?;
         let full_page = rows.len() as i64 == READ_LIMIT;
         summary.read += rows.len();
         let mut stop = false;

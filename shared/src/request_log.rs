@@ -9,6 +9,7 @@
 pub mod layer;
 pub mod partitions;
 pub mod redact;
+pub mod stats;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -20,8 +21,53 @@ pub use layer::{RequestLogLayer, layer};
 
 use crate::{
     db::{Db, DbError},
-    http::{ApiError, Page, decode_cursor, encode_cursor, page_limit},
+    http::{Page, decode_cursor, encode_cursor, page_limit},
 };
+
+/// What can go wrong with request-log input or storage; `http::map::request_log` answers it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field (`records[3].status_code`) is missing, of the wrong type or out of range.
+    /// `detail` names the field and what it expects, never the value it refused.
+    #[error("{detail}")]
+    InvalidField {
+        /// The field at fault (empty for the body as a whole).
+        field: String,
+        /// For people.
+        detail: String,
+    },
+    /// The body is not JSON (or not UTF-8).
+    #[error("the request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body is over [`MAX_BATCH_BYTES`].
+    #[error("a request log body is at most {MAX_BATCH_BYTES} bytes")]
+    BodyTooLarge,
+    /// The batch holds more than [`MAX_BATCH_RECORDS`].
+    #[error("a batch holds at most {MAX_BATCH_RECORDS} records, this one {0}")]
+    TooManyRecords(usize),
+    /// No record with that id.
+    #[error("no request log record '{0}'")]
+    NotFound(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl Error {
+    /// A 400 naming `field`.
+    pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidField { field: field.into(), detail: detail.into() }
+    }
+}
+
+/// The `writer` of records that came through the SQS queue.
+pub const SQS_WRITER: &str = "sqs";
+
+/// The `writer` of records sent by the API key `actor` (`apikey:<uuid>` → the key's id);
+/// dedup is per writer, so one key can never suppress another's records.
+pub fn writer_of(actor: &str) -> String {
+    actor.strip_prefix("apikey:").unwrap_or(actor).to_owned()
+}
 
 /// Most records in one `POST /v1/requests`.
 pub const MAX_BATCH_RECORDS: usize = 1000;
@@ -55,7 +101,7 @@ pub struct NewRecord {
     pub request_body: Option<Value>,
     /// The response body, like `request_body`.
     pub response_body: Option<Value>,
-    /// The caller's id of the call; `(service, request_id)` is stored once.
+    /// The caller's id of the call; `(writer, service, request_id)` is stored once.
     pub request_id: Option<String>,
 }
 
@@ -66,6 +112,8 @@ pub struct Record {
     pub id: Uuid,
     /// When the call happened.
     pub occurred_at: DateTime<Utc>,
+    /// Who sent it: the API key's id, [`SQS_WRITER`] or `keyledger` ([`layer::SERVICE`]).
+    pub writer: String,
     /// Service.
     pub service: String,
     /// Endpoint (redacted: query strings can carry credentials).
@@ -88,7 +136,7 @@ pub struct Record {
     pub request_body_truncated: bool,
     /// True when `response_body` was cut to the limit.
     pub response_body_truncated: bool,
-    /// Whether `(service, request_id)` is claimed, so that a repeated delivery is stored
+    /// Whether `(writer, service, request_id)` is claimed, so that a repeated delivery is stored
     /// once. keyledger's own records keep the caller's `x-request-id` for correlation only:
     /// a caller reusing one must not be able to hide a later request from the log.
     pub deduplicate: bool,
@@ -119,31 +167,40 @@ pub fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-fn text_field(value: String, field: &str, max: usize) -> Result<String, ApiError> {
+fn text_field(value: String, field: &str, max: usize) -> Result<String, Error> {
     let value = value.trim();
     if value.is_empty() {
-        return Err(ApiError::invalid_field(field, format!("{field} must not be empty")));
+        return Err(Error::invalid(field, format!("{field} must not be empty")));
     }
     if value.chars().count() > max {
-        return Err(ApiError::invalid_field(field, format!("{field} must be at most {max} characters")));
+        return Err(Error::invalid(field, format!("{field} must be at most {max} characters")));
+    }
+    // U+0000 first and by name: PostgreSQL cannot store it, so it must never reach a query.
+    if value.contains('\0') {
+        return Err(Error::invalid(field, format!("{field} must not contain U+0000")));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::invalid_field(field, format!("{field} must not contain control characters")));
+        return Err(Error::invalid(field, format!("{field} must not contain control characters")));
     }
     Ok(value.to_owned())
 }
 
-fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Option<String>, Error> {
     value.map(|v| text_field(v, field, max)).transpose()
 }
 
+/// A body as stored: its text (JSON values as their JSON text), U+0000 turned into U+FFFD
+/// (PostgreSQL text cannot hold it, and a body is evidence to keep, not input to refuse),
+/// redacted, then truncated.
 fn body_text(value: Option<Value>, limit: usize) -> (Option<String>, bool) {
     let text = match value {
         None | Some(Value::Null) => return (None, false),
         Some(Value::String(text)) => text,
         Some(other) => other.to_string(),
     };
+    let text = if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text };
     let (kept, cut) = redact::redact_and_truncate(&text, limit);
+    let kept = if kept.contains('\0') { kept.replace('\0', "\u{FFFD}") } else { kept };
     (Some(kept), cut)
 }
 
@@ -151,12 +208,18 @@ impl Record {
     /// Validates `raw`, naming a faulty field as `{prefix}{field}` (`records[3].status_code`);
     /// redacts and truncates the bodies to `body_limit` characters. `now` stands in for a
     /// missing timestamp.
-    pub fn parse(raw: NewRecord, prefix: &str, body_limit: usize, now: DateTime<Utc>) -> Result<Self, ApiError> {
+    pub fn parse(
+        raw: NewRecord,
+        writer: &str,
+        prefix: &str,
+        body_limit: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Self, Error> {
         let field = |name: &str| format!("{prefix}{name}");
         let occurred_at = match raw.timestamp.as_deref() {
             None => now,
             Some(text) => parse_time(text).filter(|t| t.timestamp() >= 0).ok_or_else(|| {
-                ApiError::invalid_field(
+                Error::invalid(
                     field("timestamp"),
                     "timestamp must be an RFC 3339 time after 1970, e.g. 2026-11-22T13:00:00Z",
                 )
@@ -166,19 +229,17 @@ impl Record {
         let endpoint = redact::redact(&text_field(raw.endpoint, &field("endpoint"), MAX_ENDPOINT)?);
         let method = raw.method.trim().to_ascii_uppercase();
         if method.is_empty() || method.len() > MAX_METHOD || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ApiError::invalid_field(field("method"), "method must be 1 to 16 letters, e.g. POST"));
+            return Err(Error::invalid(field("method"), "method must be 1 to 16 letters, e.g. POST"));
         }
         let status_code = i32::try_from(raw.status_code)
             .ok()
             .filter(|s| (100..=599).contains(s))
-            .ok_or_else(|| ApiError::invalid_field(field("status_code"), "status_code must be between 100 and 599"))?;
+            .ok_or_else(|| Error::invalid(field("status_code"), "status_code must be between 100 and 599"))?;
         let duration_ms = raw
             .duration_ms
             .map(|d| i32::try_from(d).ok().filter(|d| *d >= 0))
             .map(|d| {
-                d.ok_or_else(|| {
-                    ApiError::invalid_field(field("duration_ms"), "duration_ms must be between 0 and 2147483647")
-                })
+                d.ok_or_else(|| Error::invalid(field("duration_ms"), "duration_ms must be between 0 and 2147483647"))
             })
             .transpose()?;
         let user_identifier = optional_text(raw.user_identifier, &field("user_identifier"), MAX_USER)?;
@@ -188,6 +249,7 @@ impl Record {
         Ok(Self {
             id: record_id(occurred_at),
             occurred_at,
+            writer: writer.to_owned(),
             service,
             endpoint,
             method,
@@ -205,50 +267,61 @@ impl Record {
 }
 
 /// Deserializes `value` into `T`, naming the offending field as `{prefix}{path}`.
-fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, ApiError> {
+/// serde's messages quote the refused value (`invalid type: string "sk_live_…"`), which an SQS
+/// message would carry into CloudWatch: only the field and what it expects are kept.
+fn from_value<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, Error> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
         let missing =
             message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()).map(str::to_owned);
         let mut field = if path == "." { String::new() } else { path };
+        let is_missing = missing.is_some();
         if let Some(missing) = missing {
             field = if field.is_empty() { missing } else { format!("{field}.{missing}") };
         }
         let field = format!("{prefix}{field}").trim_end_matches('.').to_owned();
-        ApiError::invalid_field(field.clone(), format!("{field}: {message}"))
+        let detail = if is_missing {
+            format!("{field} is required")
+        } else if let Some((_, expected)) = message.rsplit_once(", expected ") {
+            format!("{field}: wrong type or value, expected {expected}")
+        } else {
+            format!("{field}: invalid value")
+        };
+        Error::invalid(field, detail)
     })
 }
 
-fn too_large(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(http::StatusCode::PAYLOAD_TOO_LARGE, code, detail)
+fn parse_value(body: &[u8]) -> Result<Value, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::InvalidJson("the body is empty; a JSON object is expected".into()));
+    }
+    // serde_json's syntax messages give a position, never the text they stopped at.
+    serde_json::from_slice(body).map_err(|e| Error::InvalidJson(e.to_string()))
 }
 
 /// Parses a `POST /v1/requests` body: one record or `{"records": [...]}`. Any invalid
 /// record rejects the whole batch with a 400 naming it; over [`MAX_BATCH_BYTES`] or
 /// [`MAX_BATCH_RECORDS`] is a 413.
-pub fn parse_batch(body: &[u8], body_limit: usize, now: DateTime<Utc>) -> Result<Vec<Record>, ApiError> {
+pub fn parse_batch(body: &[u8], writer: &str, body_limit: usize, now: DateTime<Utc>) -> Result<Vec<Record>, Error> {
     if body.len() > MAX_BATCH_BYTES {
-        return Err(too_large("body_too_large", format!("a request log body is at most {MAX_BATCH_BYTES} bytes")));
+        return Err(Error::BodyTooLarge);
     }
-    let value: Value = crate::http::parse_json(body)?;
+    let value = parse_value(body)?;
     let Value::Object(mut object) = value else {
-        return Err(ApiError::invalid_field("", "expected one record object or {\"records\": [...]}"));
+        return Err(Error::invalid("", "expected one record object or {\"records\": [...]}"));
     };
     let Some(records) = object.remove("records") else {
-        return Ok(vec![Record::parse(from_value(Value::Object(object), "")?, "", body_limit, now)?]);
+        return Ok(vec![Record::parse(from_value(Value::Object(object), "")?, writer, "", body_limit, now)?]);
     };
     let Value::Array(records) = records else {
-        return Err(ApiError::invalid_field("records", "records must be an array of record objects"));
+        return Err(Error::invalid("records", "records must be an array of record objects"));
     };
     if records.is_empty() {
-        return Err(ApiError::invalid_field("records", "records must hold at least one record"));
+        return Err(Error::invalid("records", "records must hold at least one record"));
     }
     if records.len() > MAX_BATCH_RECORDS {
-        return Err(too_large(
-            "too_many_records",
-            format!("a batch holds at most {MAX_BATCH_RECORDS} records, this one {}", records.len()),
-        ));
+        return Err(Error::TooManyRecords(records.len()));
     }
     records
         .into_iter()
@@ -256,45 +329,46 @@ pub fn parse_batch(body: &[u8], body_limit: usize, now: DateTime<Utc>) -> Result
         .map(|(i, raw)| {
             let prefix = format!("records[{i}].");
             if !raw.is_object() {
-                return Err(ApiError::invalid_field(format!("records[{i}]"), "a record must be a JSON object"));
+                return Err(Error::invalid(format!("records[{i}]"), "a record must be a JSON object"));
             }
-            Record::parse(from_value(raw, &prefix)?, &prefix, body_limit, now)
+            Record::parse(from_value(raw, &prefix)?, writer, &prefix, body_limit, now)
         })
         .collect()
 }
 
 /// Parses one record on its own (an SQS message body).
-pub fn parse_one(body: &[u8], body_limit: usize, now: DateTime<Utc>) -> Result<Record, ApiError> {
-    let value: Value = crate::http::parse_json(body)?;
+pub fn parse_one(body: &[u8], writer: &str, body_limit: usize, now: DateTime<Utc>) -> Result<Record, Error> {
+    let value = parse_value(body)?;
     if !value.is_object() {
-        return Err(ApiError::invalid_field("", "a record must be a JSON object"));
+        return Err(Error::invalid("", "a record must be a JSON object"));
     }
-    Record::parse(from_value(value, "")?, "", body_limit, now)
+    Record::parse(from_value(value, "")?, writer, "", body_limit, now)
 }
 
 /// One statement: the records arrive as arrays (`unnest`), the keys table claims each
-/// `(service, request_id)` once (`ON CONFLICT DO NOTHING` also settles duplicates inside the
+/// `(writer, service, request_id)` once (`ON CONFLICT DO NOTHING` also settles duplicates inside the
 /// batch and concurrent deliveries), and only records that claimed their key, or have none,
 /// reach the log.
 const INSERT: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::int4[],
-                         $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[], $13::bool[], $14::bool[])
+                         $7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[], $13::bool[], $14::bool[],
+                         $15::text[])
         AS t(id, occurred_at, service, endpoint, method, status_code, duration_ms, user_identifier,
              request_id, request_body, response_body, request_body_truncated, response_body_truncated,
-             deduplicate)
+             deduplicate, writer)
 ),
 claimed AS (
-    INSERT INTO request_log_keys (service, request_id, occurred_at, id)
-    SELECT service, request_id, occurred_at, id FROM input WHERE request_id IS NOT NULL AND deduplicate
+    INSERT INTO request_log_keys (writer, service, request_id, occurred_at, id)
+    SELECT writer, service, request_id, occurred_at, id FROM input WHERE request_id IS NOT NULL AND deduplicate
     ON CONFLICT DO NOTHING
     RETURNING id
 ),
 stored AS (
-    INSERT INTO request_log (id, occurred_at, service, endpoint, method, status_code, duration_ms,
+    INSERT INTO request_log (id, occurred_at, writer, service, endpoint, method, status_code, duration_ms,
                              user_identifier, request_id, request_body, response_body,
                              request_body_truncated, response_body_truncated)
-    SELECT id, occurred_at, service, endpoint, method, status_code, duration_ms, user_identifier,
+    SELECT id, occurred_at, writer, service, endpoint, method, status_code, duration_ms, user_identifier,
            request_id, request_body, response_body, request_body_truncated, response_body_truncated
     FROM input
     WHERE request_id IS NULL OR NOT deduplicate OR id IN (SELECT id FROM claimed)
@@ -303,7 +377,7 @@ stored AS (
 SELECT count(*) FROM stored";
 
 /// Stores `records` in one round trip; returns how many were new (the rest were repeated
-/// deliveries of an already stored `(service, request_id)`).
+/// deliveries of an already stored `(writer, service, request_id)`).
 pub async fn insert(db: &Db, records: &[Record]) -> Result<u64, DbError> {
     if records.is_empty() {
         return Ok(0);
@@ -322,6 +396,7 @@ pub async fn insert(db: &Db, records: &[Record]) -> Result<u64, DbError> {
     let mut request_cut = Vec::with_capacity(records.len());
     let mut response_cut = Vec::with_capacity(records.len());
     let mut deduplicate = Vec::with_capacity(records.len());
+    let mut writer = Vec::with_capacity(records.len());
     for r in records {
         ids.push(r.id);
         at.push(r.occurred_at);
@@ -337,6 +412,7 @@ pub async fn insert(db: &Db, records: &[Record]) -> Result<u64, DbError> {
         request_cut.push(r.request_body_truncated);
         response_cut.push(r.response_body_truncated);
         deduplicate.push(r.deduplicate);
+        writer.push(r.writer.as_str());
     }
     // Inserting one statement is idempotent only per key; a retry after a broken connection
     // could store keyless records twice, so this runs once on one connection.
@@ -359,6 +435,7 @@ pub async fn insert(db: &Db, records: &[Record]) -> Result<u64, DbError> {
                 (&request_cut, Type::BOOL_ARRAY),
                 (&response_cut, Type::BOOL_ARRAY),
                 (&deduplicate, Type::BOOL_ARRAY),
+                (&writer, Type::TEXT_ARRAY),
             ],
         )
         .await?;
@@ -400,6 +477,8 @@ pub struct RecordSummary {
     pub timestamp: DateTime<Utc>,
     /// When keyledger stored it.
     pub received_at: DateTime<Utc>,
+    /// Who sent it: an API key's id, `sqs` or `keyledger`.
+    pub writer: String,
     /// Service.
     pub service: String,
     /// Endpoint.
@@ -433,22 +512,23 @@ pub struct RecordDetail {
 }
 
 const COLUMNS: &str = "id, occurred_at, received_at, service, endpoint, method, status_code, duration_ms, \
-     user_identifier, request_id, request_body_truncated, response_body_truncated";
+     user_identifier, request_id, request_body_truncated, response_body_truncated, writer";
 
 fn summary(row: &Row) -> RecordSummary {
     RecordSummary {
-        id: row.get(0),
-        timestamp: row.get(1),
-        received_at: row.get(2),
-        service: row.get(3),
-        endpoint: row.get(4),
-        method: row.get(5),
-        status_code: row.get(6),
-        duration_ms: row.get(7),
-        user_identifier: row.get(8),
-        request_id: row.get(9),
-        request_body_truncated: row.get(10),
-        response_body_truncated: row.get(11),
+        id: row.get("id"),
+        timestamp: row.get("occurred_at"),
+        received_at: row.get("received_at"),
+        writer: row.get("writer"),
+        service: row.get("service"),
+        endpoint: row.get("endpoint"),
+        method: row.get("method"),
+        status_code: row.get("status_code"),
+        duration_ms: row.get("duration_ms"),
+        user_identifier: row.get("user_identifier"),
+        request_id: row.get("request_id"),
+        request_body_truncated: row.get("request_body_truncated"),
+        response_body_truncated: row.get("response_body_truncated"),
     }
 }
 
@@ -472,20 +552,31 @@ enum Param {
 
 /// Newest first, filtered, keyset-paginated; the SQL holds only the filters given, so each
 /// combination gets the index that fits it.
-pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, ApiError> {
-    let limit = page_limit(params.limit)?;
+pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Error> {
+    let limit = page_limit(params.limit).map_err(|_| Error::invalid("limit", "limit must be between 1 and 500"))?;
     let mut conditions: Vec<String> = Vec::new();
     let mut values: Vec<Param> = Vec::new();
     let mut add = |condition: &str, value: Param| {
         values.push(value);
         conditions.push(condition.replace('?', &format!("${}", values.len())));
     };
+    for (name, value) in [
+        ("service", &params.service),
+        ("endpoint", &params.endpoint),
+        ("method", &params.method),
+        ("user", &params.user),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(Error::invalid(name, format!("{name} must not contain U+0000")));
+        }
+    }
     let text = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     if let Some(service) = text(params.service) {
         add("service = ?", Param::Text(service));
     }
     if let Some(endpoint) = text(params.endpoint) {
-        add("endpoint = ?", Param::Text(endpoint));
+        // Stored endpoints are redacted, so the filter is too, or it could never match one.
+        add("endpoint = ?", Param::Text(redact::redact(&endpoint)));
     }
     if let Some(method) = text(params.method) {
         add("method = ?", Param::Text(method.to_ascii_uppercase()));
@@ -494,13 +585,12 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Ap
         let status = i32::try_from(status)
             .ok()
             .filter(|s| (100..=599).contains(s))
-            .ok_or_else(|| ApiError::invalid_field("status", "status must be between 100 and 599"))?;
+            .ok_or_else(|| Error::invalid("status", "status must be between 100 and 599"))?;
         add("status_code = ?", Param::Int(status));
     }
     if let Some(class) = text(params.status_class) {
-        let (low, high) = status_class(&class).ok_or_else(|| {
-            ApiError::invalid_field("status_class", "status_class must be one of 1xx, 2xx, 3xx, 4xx, 5xx")
-        })?;
+        let (low, high) = status_class(&class)
+            .ok_or_else(|| Error::invalid("status_class", "status_class must be one of 1xx, 2xx, 3xx, 4xx, 5xx"))?;
         add("status_code >= ?", Param::Int(low));
         add("status_code < ?", Param::Int(high));
     }
@@ -509,15 +599,15 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Ap
     }
     for (name, raw, condition) in [("from", params.from, "occurred_at >= ?"), ("to", params.to, "occurred_at < ?")] {
         if let Some(raw) = text(raw) {
-            let time = parse_time(&raw)
-                .ok_or_else(|| ApiError::invalid_field(name, format!("{name} must be an RFC 3339 time")))?;
+            let time =
+                parse_time(&raw).ok_or_else(|| Error::invalid(name, format!("{name} must be an RFC 3339 time")))?;
             add(condition, Param::Time(time));
         }
     }
     if let Some(cursor) = params.cursor.as_deref().filter(|c| !c.is_empty()) {
-        let Cursor(at, id) = decode_cursor(cursor)?;
-        let at = parse_time(&at)
-            .ok_or_else(|| ApiError::invalid_field("cursor", "cursor is not one this service issued"))?;
+        let Cursor(at, id) =
+            decode_cursor(cursor).map_err(|_| Error::invalid("cursor", "cursor is not one this service issued"))?;
+        let at = parse_time(&at).ok_or_else(|| Error::invalid("cursor", "cursor is not one this service issued"))?;
         values.push(Param::Time(at));
         values.push(Param::Id(id));
         conditions.push(format!("(occurred_at, id) < (${}, ${})", values.len() - 1, values.len()));
@@ -549,17 +639,21 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Ap
 }
 
 const GET: &str = "SELECT id, occurred_at, received_at, service, endpoint, method, status_code, duration_ms, \
-     user_identifier, request_id, request_body_truncated, response_body_truncated, request_body, response_body \
+     user_identifier, request_id, request_body_truncated, response_body_truncated, writer, request_body, response_body \
      FROM request_log WHERE id = $1 AND occurred_at >= $2 AND occurred_at < $2 + interval '1 millisecond'";
 
 /// One record with its bodies; 404 `request_not_found` for an id this service never issued.
-pub async fn get(db: &Db, id: &str) -> Result<RecordDetail, ApiError> {
-    let not_found = || ApiError::not_found("request_not_found", format!("no request log record '{id}'"));
+pub async fn get(db: &Db, id: &str) -> Result<RecordDetail, Error> {
+    let not_found = || Error::NotFound(id.to_owned());
     let uuid = Uuid::parse_str(id).map_err(|_| not_found())?;
     let at = id_millis(uuid).ok_or_else(not_found)?;
     let rows = db.query(GET, &[(&uuid, Type::UUID), (&at, Type::TIMESTAMPTZ)]).await?;
     let row = rows.first().ok_or_else(not_found)?;
-    Ok(RecordDetail { summary: summary(row), request_body: row.get(12), response_body: row.get(13) })
+    Ok(RecordDetail {
+        summary: summary(row),
+        request_body: row.get("request_body"),
+        response_body: row.get("response_body"),
+    })
 }
 
 #[cfg(test)]
@@ -567,13 +661,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::http::ApiError;
 
     fn now() -> DateTime<Utc> {
         "2026-11-22T13:00:00Z".parse().unwrap()
     }
 
     fn parse(body: Value) -> Result<Vec<Record>, ApiError> {
-        parse_batch(&serde_json::to_vec(&body).unwrap(), 2000, now())
+        parse_batch(&serde_json::to_vec(&body).unwrap(), "w-1", 2000, now()).map_err(ApiError::from)
     }
 
     fn good() -> Value {
@@ -627,7 +722,10 @@ mod tests {
         assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(err.code, "too_many_records");
         let big = vec![b' '; MAX_BATCH_BYTES + 1];
-        assert_eq!(parse_batch(&big, 2000, now()).unwrap_err().status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            ApiError::from(parse_batch(&big, "w-1", 2000, now()).unwrap_err()).status,
+            http::StatusCode::PAYLOAD_TOO_LARGE
+        );
     }
 
     #[test]
@@ -647,6 +745,46 @@ mod tests {
         let r = &parse(record).unwrap()[0];
         assert_eq!(r.request_body.as_deref(), Some(r#"{"password":"[REDACTED]","q":"hi"}"#));
         assert_eq!(r.response_body.as_deref(), Some("Bearer [REDACTED]"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_field_and_the_expected_type_but_never_the_value() {
+        let mut bad = good();
+        bad["status_code"] = json!("sk_live_never_echoed");
+        let err = parse(json!({"records": [good(), bad]})).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("records[1].status_code"));
+        assert!(err.detail.contains("expected i64"), "{}", err.detail);
+        assert!(!err.detail.contains("sk_live"), "{}", err.detail);
+        let mut bad = good();
+        bad["service"] = json!(["sk_live_never_echoed"]);
+        let err = parse(bad).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("service"));
+        assert!(!err.detail.contains("sk_live"), "{}", err.detail);
+    }
+
+    #[test]
+    fn u0000_is_a_400_naming_the_field_except_in_bodies_where_it_becomes_ufffd() {
+        for name in ["service", "endpoint", "user_identifier", "request_id"] {
+            let mut bad = good();
+            bad[name] = json!("a\u{0}b");
+            let err = parse(json!({"records": [good(), good(), bad]})).unwrap_err();
+            assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{name}");
+            assert_eq!(err.field.as_deref(), Some(format!("records[2].{name}").as_str()));
+            assert!(err.detail.contains("U+0000"), "{}", err.detail);
+        }
+        let mut record = good();
+        record["request_body"] = json!("a\u{0}b");
+        record["response_body"] = json!({"x": "c\u{0}d"});
+        let r = &parse(record).unwrap()[0];
+        assert_eq!(r.request_body.as_deref(), Some("a\u{FFFD}b"));
+        assert!(!r.response_body.as_deref().unwrap().contains('\0'));
+    }
+
+    #[test]
+    fn records_carry_their_writer() {
+        assert_eq!(parse(good()).unwrap()[0].writer, "w-1");
+        assert_eq!(writer_of("apikey:0190-ab"), "0190-ab");
+        assert_eq!(writer_of("admin:bootstrap"), "admin:bootstrap");
     }
 
     #[test]

@@ -118,7 +118,7 @@ async fn replay_rebuilds_projections_equal_to_the_live_tables() {
     shared::api_keys::revoke(&app.ctx, ids[1], &meta).await.unwrap();
 
     let mut client = app.client().await;
-    let report = projections::replay(&mut client).await.unwrap();
+    let report = projections::replay(&mut client, shared::PROJECTORS).await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.events, 6);
     let api_keys = report.tables.iter().find(|t| t.table == "api_keys").unwrap();
@@ -127,7 +127,7 @@ async fn replay_rebuilds_projections_equal_to_the_live_tables() {
     // A projection edited behind the log's back is reported, by key.
     client.execute("UPDATE api_keys SET name = 'tampered' WHERE id = $1", &[&ids[3]]).await.unwrap();
     client.execute("UPDATE api_keys SET revoked_at = NULL WHERE id = $1", &[&ids[1]]).await.unwrap();
-    let report = projections::replay(&mut client).await.unwrap();
+    let report = projections::replay(&mut client, shared::PROJECTORS).await.unwrap();
     assert!(!report.is_clean());
     let api_keys = report.tables.iter().find(|t| t.table == "api_keys").unwrap();
     let mut expected = vec![ids[1].to_string(), ids[3].to_string()];
@@ -148,6 +148,7 @@ async fn a_projection_failure_rolls_back_the_append() {
     // No projection knows the "probe" stream kind, so recording must fail as a whole.
     let err = projections::record(
         &tx,
+        &shared::api_keys::PROJECTOR,
         "probe-3",
         ExpectedVersion::NoStream,
         &[Probe::Happened { n: 1 }],

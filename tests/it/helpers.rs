@@ -119,6 +119,10 @@ impl TestApp {
             ("ADMIN_API_KEY".into(), admin_key.clone()),
             ("LICENSE_KEY_PEPPER".into(), format!("pepper-{}", uuid::Uuid::new_v4())),
             ("DB_POOL_MAX".into(), "8".into()),
+            (
+                "LICENSE_SIGNING_KEYS".into(),
+                shared::signing::SigningKeys::generate_json("s1").expose_secret().to_owned(),
+            ),
             // The fake providers listen on loopback over plain http; the template sets false.
             ("OUTBOUND_ALLOW_PRIVATE".into(), "true".into()),
         ]);

@@ -65,7 +65,7 @@ impl World {
 
     pub async fn replay_is_clean(&self) {
         let mut client = self.app.ctx.db().get().await.unwrap();
-        let report = projections::replay(&mut client).await.unwrap();
+        let report = projections::replay(&mut client, shared::PROJECTORS).await.unwrap();
         assert!(report.is_clean(), "{report:?}");
     }
 }
@@ -401,7 +401,7 @@ async fn replay_rebuilds_licenses_and_installations_after_a_mixed_history() {
     w.admin_call(Method::PATCH, &format!("/v1/licenses/{a}"), Some(json!({"status": "active"}))).await;
     w.admin_call(Method::DELETE, &format!("/v1/licenses/{b}"), None).await;
     let mut client = w.app.ctx.db().get().await.unwrap();
-    let report = projections::replay(&mut client).await.unwrap();
+    let report = projections::replay(&mut client, shared::PROJECTORS).await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     let rows = |t: &str| report.tables.iter().find(|r| r.table == t).map(|r| (r.live_rows, r.rebuilt_rows)).unwrap();
     assert_eq!(rows("licenses"), (2, 2));
@@ -412,6 +412,6 @@ async fn replay_rebuilds_licenses_and_installations_after_a_mixed_history() {
         .execute("UPDATE licenses SET max_installations = 99 WHERE id = $1", &[&uuid::Uuid::parse_str(&a).unwrap()])
         .await
         .unwrap();
-    let report = projections::replay(&mut client).await.unwrap();
+    let report = projections::replay(&mut client, shared::PROJECTORS).await.unwrap();
     assert!(!report.is_clean());
 }

@@ -174,3 +174,83 @@ async fn direct_invoke_reports_status_and_concurrent_ups_apply_once() {
     let bad = migrate::handle(&app.ctx, &http(), json!({"action": "down"}), deadline_in(60)).await;
     assert!(bad.is_err());
 }
+
+fn with_hashes(mut event: Value, new: &str, old: Option<&str>) -> Value {
+    event["ResourceProperties"]["SchemaHash"] = json!(new);
+    if let Some(old) = old {
+        event["OldResourceProperties"] = event["ResourceProperties"].clone();
+        event["OldResourceProperties"]["SchemaHash"] = json!(old);
+    }
+    event
+}
+
+#[tokio::test]
+async fn a_rollback_to_an_older_schema_hash_answers_success_and_changes_nothing() {
+    // An empty database shows whether anything was applied.
+    let db = empty_database().await;
+    let app = context_for(&db, &[]).await;
+    let (sink, url) = response_sink().await;
+    let own = shared::roles::schema_hash();
+    let older = "1".repeat(64);
+    let rollback = with_hashes(cfn_event("Update", &url), &older, Some(&own));
+    let answer = migrate::handle(&app.ctx, &http(), rollback, deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(answer["Data"], json!({"SchemaVersion": 0}));
+    assert_eq!(sink.received.lock().unwrap()[0].1["Status"], "SUCCESS");
+    let client = connect(&database_url(&db)).await;
+    assert_eq!(migrations::status(&client).await.unwrap().schema_version, 0, "a rollback applies nothing");
+
+    // Not a rollback: the old properties hold another hash, so the new one must be ours.
+    let stale = with_hashes(cfn_event("Update", &url), &older, Some(&"2".repeat(64)));
+    let answer = migrate::handle(&app.ctx, &http(), stale, deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "FAILED", "{answer}");
+    assert!(answer["Reason"].as_str().unwrap().contains("SchemaHash"));
+    assert_eq!(migrations::status(&client).await.unwrap().schema_version, 0);
+}
+
+#[tokio::test]
+async fn a_parameter_only_update_runs_the_migrations_on_the_database_it_names() {
+    // A new database behind the same hash (DatabaseHost changed): the Update must apply
+    // everything there, not answer from memory.
+    let db = empty_database().await;
+    let app = context_for(&db, &[]).await;
+    let (_sink, url) = response_sink().await;
+    let own = shared::roles::schema_hash();
+    let mut event = with_hashes(cfn_event("Update", &url), &own, Some(&own));
+    event["ResourceProperties"]["DatabaseHost"] = json!("new-db.example.internal");
+    event["OldResourceProperties"]["DatabaseHost"] = json!("old-db.example.internal");
+    let answer = migrate::handle(&app.ctx, &http(), event, deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(answer["Data"], json!({"SchemaVersion": migrations::latest_version()}));
+    let client = connect(&database_url(&db)).await;
+    assert!(migrations::status(&client).await.unwrap().pending.is_empty());
+}
+
+#[tokio::test]
+async fn migrations_run_under_their_own_statement_timeout_not_the_functions() {
+    // The functions' statement timeout at 5 ms: the initial migration takes longer than
+    // that, so it passes only because migrate sets its own for the transaction.
+    let db = empty_database().await;
+    let app = context_for(&db, &[("DB_STATEMENT_TIMEOUT_MS", "5")]).await;
+    let (_sink, url) = response_sink().await;
+    let answer = migrate::handle(&app.ctx, &http(), cfn_event("Create", &url), deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+}
+
+#[tokio::test]
+async fn a_migration_waiting_for_a_lock_gives_up_and_answers_failed() {
+    let db = empty_database().await;
+    let app = context_for(&db, &[]).await;
+    let (_sink, url) = response_sink().await;
+    migrate::handle(&app.ctx, &http(), cfn_event("Create", &url), deadline_in(60)).await.unwrap();
+    // A long transaction holds the table migrate must read.
+    let mut holder = connect(&database_url(&db)).await;
+    let tx = holder.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let started = Instant::now();
+    let answer = migrate::handle(&app.ctx, &http(), cfn_event("Update", &url), deadline_in(120)).await.unwrap();
+    assert_eq!(answer["Status"], "FAILED", "{answer}");
+    assert!(answer["Reason"].as_str().unwrap().contains("lock timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(30), "lock_timeout, not the Lambda deadline");
+    tx.rollback().await.unwrap();
+}

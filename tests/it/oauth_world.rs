@@ -163,7 +163,7 @@ impl World {
     /// Asserts the projections equal a rebuild from the log.
     pub async fn assert_replay_clean(&self) {
         let mut client = self.app.client().await;
-        let report = shared::projections::replay(&mut client).await.unwrap();
+        let report = shared::projections::replay(&mut client, shared::PROJECTORS).await.unwrap();
         assert!(report.is_clean(), "{report:?}");
     }
 }

@@ -328,7 +328,7 @@ async fn sqs_reports_exactly_the_bad_messages_and_stores_duplicates_once() {
     let app = TestApp::new().await;
     let router = request_log::router(app.ctx.clone());
     let writer = app.api_key(&[Scope::RequestsWrite]).await;
-    // sqs-2 was delivered over HTTP before: its SQS copy is a repeat.
+    // sqs-2 was delivered over HTTP before, by another writer: its SQS copy is its own record.
     let mut earlier = record("llm", 200);
     earlier["request_id"] = json!("sqs-2");
     assert_eq!(
@@ -347,12 +347,13 @@ async fn sqs_reports_exactly_the_bad_messages_and_stores_duplicates_once() {
         ]})
     );
     assert_eq!(count(&app, "WHERE request_id = 'sqs-1'").await, 1);
-    assert_eq!(count(&app, "WHERE request_id = 'sqs-2'").await, 1);
+    assert_eq!(count(&app, "WHERE request_id = 'sqs-2'").await, 2, "dedup is per writer");
+    assert_eq!(count(&app, "WHERE request_id = 'sqs-2' AND writer = 'sqs'").await, 1);
     assert_eq!(
         count(&app, "WHERE service = 'billing' AND request_id = 'sqs:0c5b1f4e-0000-4000-8000-000000000005'").await,
         1
     );
-    assert_eq!(count(&app, "").await, 3);
+    assert_eq!(count(&app, "").await, 4);
     let body: String = app
         .client()
         .await
@@ -365,7 +366,7 @@ async fn sqs_reports_exactly_the_bad_messages_and_stores_duplicates_once() {
     // SQS delivers the whole batch again (a timeout): nothing new is stored, the same failures.
     let again = request_log::handle(&app.ctx, router, sqs_fixture(), Default::default()).await.unwrap();
     assert_eq!(again, answer);
-    assert_eq!(count(&app, "").await, 3);
+    assert_eq!(count(&app, "").await, 4);
 }
 
 #[tokio::test]
@@ -489,4 +490,82 @@ async fn a_batch_costs_one_database_round_trip_whatever_its_size() {
         assert_eq!(round_trips.load(Ordering::SeqCst) - before, 1, "a batch of {size}");
     }
     assert_eq!(count(&app, "").await, 1501);
+}
+
+#[tokio::test]
+async fn another_writers_record_with_the_same_request_id_is_stored_and_both_are_visible() {
+    let app = TestApp::new().await;
+    let router = request_log::router(app.ctx.clone());
+    let a = app.api_key(&[Scope::RequestsWrite]).await;
+    let b = app.api_key(&[Scope::RequestsWrite]).await;
+    let reader = app.api_key(&[Scope::RequestsRead]).await;
+    let mut claimed = record("llm", 200);
+    claimed["request_id"] = json!("shared-1");
+    // A claims the id first (twice: a repeat by the same writer is counted, stored once) ...
+    for _ in 0..2 {
+        let answer = call(&router, Method::POST, "/v1/requests", Some(&a), Some(claimed.clone())).await;
+        assert_eq!(answer.json, json!({"accepted": 1}));
+    }
+    // ... and B's real record with the same id is still stored.
+    let mut real = record("llm", 503);
+    real["request_id"] = json!("shared-1");
+    let answer = call(&router, Method::POST, "/v1/requests", Some(&b), Some(real)).await;
+    assert_eq!(answer.json, json!({"accepted": 1}));
+    assert_eq!(count(&app, "WHERE request_id = 'shared-1'").await, 2);
+
+    let listed = call(&router, Method::GET, "/v1/requests", Some(&reader), None).await;
+    let items = listed.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let writers: std::collections::BTreeSet<String> =
+        items.iter().map(|i| i["writer"].as_str().unwrap().to_owned()).collect();
+    let stored: std::collections::BTreeSet<String> = app
+        .client()
+        .await
+        .query("SELECT id::text FROM api_keys", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|id| writers.contains(id))
+        .collect();
+    assert_eq!(writers.len(), 2, "each record names its own writer: {writers:?}");
+    assert_eq!(stored, writers, "writers are the sending API keys' ids");
+    let b_record = items.iter().find(|i| i["status_code"] == 503).unwrap();
+    let detail =
+        call(&router, Method::GET, &format!("/v1/requests/{}", b_record["id"].as_str().unwrap()), Some(&reader), None)
+            .await;
+    assert_eq!(detail.json["writer"], b_record["writer"]);
+}
+
+#[tokio::test]
+async fn u0000_in_a_text_field_is_a_400_naming_it_and_in_a_body_is_stored_as_ufffd() {
+    let app = TestApp::new().await;
+    let router = request_log::router(app.ctx.clone());
+    let writer = app.api_key(&[Scope::RequestsWrite]).await;
+    let mut bad = record("llm", 200);
+    bad["user_identifier"] = json!("a\u{0}b");
+    let answer =
+        call(&router, Method::POST, "/v1/requests", Some(&writer), Some(json!({"records": [record("llm", 200), bad]})))
+            .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+    assert_eq!(answer.json["field"], "records[1].user_identifier");
+    assert_eq!(count(&app, "").await, 0);
+
+    let mut body = record("llm", 200);
+    body["request_body"] = json!("x\u{0}y");
+    body["response_body"] = json!({"k\u{0}": "v\u{0}"});
+    let answer = call(&router, Method::POST, "/v1/requests", Some(&writer), Some(body)).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    let stored: String =
+        app.client().await.query_one("SELECT request_body FROM request_log", &[]).await.unwrap().get(0);
+    assert_eq!(stored, "x\u{FFFD}y");
+
+    // Over SQS: an item failure, the other message stored.
+    let event = json!({"Records": [
+        {"messageId": "m-1", "eventSource": "aws:sqs", "body": json!({"service": "a\u{0}", "endpoint": "/e", "method": "GET", "status_code": 200}).to_string()},
+        {"messageId": "m-2", "eventSource": "aws:sqs", "body": json!({"service": "a", "endpoint": "/e", "method": "GET", "status_code": 200, "request_body": "\u{0}"}).to_string()}
+    ]});
+    let answer = request_log::handle(&app.ctx, router, event, Default::default()).await.unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]}));
+    assert_eq!(count(&app, "WHERE writer = 'sqs'").await, 1);
 }

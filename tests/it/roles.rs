@@ -529,6 +529,25 @@ async fn the_key_ring_placeholder_is_replaced_once_and_a_real_ring_never() {
     assert_eq!(value, "not a ring");
 }
 
+#[tokio::test]
+async fn the_signing_ring_placeholder_is_replaced_once_by_an_ed25519_ring() {
+    use shared::provision::{self, KEY_RING_PLACEHOLDER, KeyRingState};
+    let sm = secrets_manager().await;
+    let id = format!("keyledger/test/signing/{}", uuid::Uuid::new_v4().simple());
+    sm.create_secret().name(&id).secret_string(KEY_RING_PLACEHOLDER).send().await.unwrap();
+    let app = TestApp::with_vars(&[("LICENSE_SIGNING_KEYS", ""), ("LICENSE_SIGNING_KEYS_SECRET_ID", &id)]).await;
+    assert_eq!(provision::ensure_signing_keys(&app.ctx).await.unwrap(), KeyRingState::Generated);
+    let ring = sm.get_secret_value().secret_id(&id).send().await.unwrap().secret_string.unwrap();
+    let parsed = shared::signing::SigningKeys::parse(&secrecy::SecretString::from(ring.clone())).unwrap();
+    assert_eq!(parsed.current_key_id(), "s1");
+    assert_eq!(provision::ensure_signing_keys(&app.ctx).await.unwrap(), KeyRingState::Present);
+    let still = sm.get_secret_value().secret_id(&id).send().await.unwrap().secret_string.unwrap();
+    assert_eq!(ring, still, "a real ring is never replaced");
+    sm.put_secret_value().secret_id(&id).secret_string(KEY_RING_PLACEHOLDER).send().await.unwrap();
+    let err = provision::ensure_signing_keys(&app.ctx).await.unwrap_err().to_string();
+    assert!(err.contains("LICENSE_SIGNING_KEYS_SECRET_ID") && err.contains("AWSPREVIOUS"), "{err}");
+}
+
 /// Accepts every entry, like a healthy EventBridge.
 struct AcceptAll;
 

@@ -39,9 +39,16 @@ async fn seed(w: &World, client: &str, prefix: &str, n: usize, expires_in: i64) 
             scopes: vec!["read".into()],
             provider_data: json!({}),
         };
-        projections::record(&tx, &stream, ExpectedVersion::NoStream, &[event], &Metadata::system("test"))
-            .await
-            .unwrap();
+        projections::record(
+            &tx,
+            &shared::connections::PROJECTOR,
+            &stream,
+            ExpectedVersion::NoStream,
+            &[event],
+            &Metadata::system("test"),
+        )
+        .await
+        .unwrap();
         ids.push(id);
     }
     tx.commit().await.unwrap();

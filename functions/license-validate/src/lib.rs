@@ -5,14 +5,15 @@
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
-    http::header,
-    response::IntoResponse,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use shared::{
     Context,
     http::{ApiError, Json, RequestId},
     licenses::{self, CheckRequest},
+    signing,
 };
 
 /// The function's name, as deployed and as logged.
@@ -27,6 +28,7 @@ pub fn routes(ctx: Context) -> Router {
         .route("/v1/licenses/validate", post(validate))
         .route("/v1/licenses/activate", post(activate))
         .route("/v1/licenses/deactivate", post(deactivate))
+        .route("/v1/licenses/signing-keys", get(signing_keys))
         .route_layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(ctx)
 }
@@ -38,26 +40,47 @@ pub fn router(ctx: Context) -> Router {
     shared::http::finish(app, &config)
 }
 
-fn render(answer: licenses::CheckAnswer) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], axum::Json(answer))
+/// Serialises the answer once and signs exactly the bytes it sends, so the signature covers
+/// the body the product receives (DESIGN §6.15), negative codes and `NOT_FOUND` included.
+async fn render(ctx: &Context, answer: &impl serde::Serialize) -> Result<Response, ApiError> {
+    let keys = ctx.signing_keys().await?;
+    let body = serde_json::to_vec(answer).map_err(ApiError::internal)?;
+    let signature = HeaderValue::try_from(keys.signature_header(&body)).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::HeaderName::from_static(signing::SIGNATURE_HEADER), signature),
+        ],
+        body,
+    )
+        .into_response())
 }
 
-async fn validate(State(ctx): State<Context>, Json(body): Json<CheckRequest>) -> Result<impl IntoResponse, ApiError> {
-    Ok(render(licenses::validate(&ctx, body).await?))
+/// `GET /v1/licenses/signing-keys`: the public JWKS. An hour of caching lets products and
+/// CDNs spare the call while a new key, added to the ring before it becomes current, reaches
+/// every verifier well before it signs.
+async fn signing_keys(State(ctx): State<Context>) -> Result<impl IntoResponse, ApiError> {
+    let keys = ctx.signing_keys().await?;
+    Ok(([(header::CACHE_CONTROL, "public, max-age=3600")], axum::Json(keys.jwks())))
+}
+
+async fn validate(State(ctx): State<Context>, Json(body): Json<CheckRequest>) -> Result<Response, ApiError> {
+    render(&ctx, &licenses::validate(&ctx, body).await?).await
 }
 
 async fn activate(
     State(ctx): State<Context>,
     RequestId(request_id): RequestId,
     Json(body): Json<CheckRequest>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(render(licenses::activate(&ctx, body, Some(request_id)).await?))
+) -> Result<Response, ApiError> {
+    render(&ctx, &licenses::activate(&ctx, body, Some(request_id)).await?).await
 }
 
 async fn deactivate(
     State(ctx): State<Context>,
     RequestId(request_id): RequestId,
     Json(body): Json<CheckRequest>,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(render(licenses::deactivate(&ctx, body, Some(request_id)).await?))
+) -> Result<Response, ApiError> {
+    render(&ctx, &licenses::deactivate(&ctx, body, Some(request_id)).await?).await
 }

@@ -40,8 +40,14 @@ pub struct CustomResourceRequest {
     /// Present on Update and Delete.
     pub physical_resource_id: Option<String>,
     /// The template's properties; `SchemaHash`, when not empty, must equal this build's.
+    /// Every input migrate depends on (database target, TLS mode, secret ARNs, role
+    /// prefix) is a property too, so that changing one re-runs the resource.
     #[serde(default)]
     pub resource_properties: Value,
+    /// On Update: the properties before the change. A rollback is an Update whose *old*
+    /// properties carry this build's hash.
+    #[serde(default)]
+    pub old_resource_properties: Option<Value>,
 }
 
 /// The answer PUT to `ResponseURL`.
@@ -97,17 +103,20 @@ pub struct UpOutcome {
     pub migrations: migrations::UpReport,
     /// The key ring secret's state.
     pub key_ring: provision::KeyRingState,
+    /// The license signing-key secret's state.
+    pub signing_keys: provision::KeyRingState,
     /// The roles applied; `null` when `ROLE_SECRET_IDS` is not set (local development).
     pub roles: Option<Vec<roles::AppliedRole>>,
 }
 
 async fn up(ctx: &Context) -> Result<UpOutcome, String> {
     let key_ring = provision::ensure_key_ring(ctx).await.map_err(|e| e.to_string())?;
+    let signing_keys = provision::ensure_signing_keys(ctx).await.map_err(|e| e.to_string())?;
     let mut client = ctx.db().get().await.map_err(|e| e.to_string())?;
     let report = migrations::up(&mut client).await.map_err(|e| e.to_string())?;
     // After the migrations: the grants name tables they create.
     let roles = roles::apply_configured(ctx, &mut client).await.map_err(|e| e.to_string())?;
-    Ok(UpOutcome { migrations: report, key_ring, roles })
+    Ok(UpOutcome { migrations: report, key_ring, signing_keys, roles })
 }
 
 /// Refuses a template that was deployed with the hash of another schema (a stale
@@ -124,6 +133,31 @@ fn check_schema_hash(properties: &Value) -> Result<(), String> {
     }
 }
 
+fn hash_of(properties: &Value) -> Option<&str> {
+    properties.get("SchemaHash").and_then(Value::as_str).map(str::trim).filter(|h| !h.is_empty())
+}
+
+/// True for the Update that CloudFormation sends when it rolls a deploy of this build back:
+/// the old properties name this build's schema, the new ones another (older) one. Migrations
+/// only go forward, and the older code was written for a schema this build's is compatible
+/// with (expand first, contract later), so the answer is SUCCESS and nothing is touched.
+/// Answering FAILED here would leave the stack in `UPDATE_ROLLBACK_FAILED`.
+pub fn is_rollback(request: &CustomResourceRequest) -> bool {
+    let own = roles::schema_hash();
+    request.request_type == "Update"
+        && request.old_resource_properties.as_ref().and_then(hash_of) == Some(own.as_str())
+        && hash_of(&request.resource_properties).is_some_and(|new| new != own)
+}
+
+/// The schema version as it stands, for a rollback's answer (read only; the latest this
+/// build knows when the database cannot be read, since nothing was changed either way).
+async fn current_version(ctx: &Context) -> i32 {
+    match ctx.db().get().await {
+        Ok(client) => migrations::status(&client).await.map_or(migrations::latest_version(), |s| s.schema_version),
+        Err(_) => migrations::latest_version(),
+    }
+}
+
 /// Runs the requested operation and builds the answer; never fails, never outlives the deadline.
 pub async fn custom_resource(
     ctx: &Context,
@@ -134,6 +168,10 @@ pub async fn custom_resource(
     let outcome = match request.request_type.as_str() {
         // The schema outlives the stack: deleting the resource must never drop data.
         "Delete" => Ok(json!({})),
+        "Update" if is_rollback(request) => {
+            tracing::warn!("rollback to an older schema hash: migrations only go forward, nothing changed");
+            Ok(json!({"SchemaVersion": current_version(ctx).await}))
+        }
         "Create" | "Update" => {
             let budget = deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(ANSWER_MARGIN);
             let work = async {

@@ -1,5 +1,6 @@
 //! The `request-log` function (DESIGN §6.7): three triggers in one binary.
-//! - API Gateway: `POST /v1/requests` (ingest), `GET /v1/requests`, `GET /v1/requests/{id}`;
+//! - API Gateway: `POST /v1/requests` (ingest), `GET /v1/requests`, `GET /v1/requests/stats`,
+//!   `GET /v1/requests/{id}`;
 //! - SQS: one record per message, partial batch failures for the bad messages only;
 //! - a daily EventBridge schedule: partition upkeep and retention.
 //!
@@ -20,7 +21,7 @@ use shared::{
     Context,
     auth::{Principal, Scope},
     http::{ApiError, Query},
-    request_log::{self, ListParams, partitions},
+    request_log::{self, ListParams, partitions, stats},
 };
 
 /// The function's name, as deployed and as logged.
@@ -28,7 +29,11 @@ pub const FUNCTION: &str = "request-log";
 
 /// The request-log routes without `/health`, for merging into a combined local server.
 pub fn routes(ctx: Context) -> Router {
-    Router::new().route("/v1/requests", post(ingest).get(list)).route("/v1/requests/{id}", get(get_one)).with_state(ctx)
+    Router::new()
+        .route("/v1/requests", post(ingest).get(list))
+        .route("/v1/requests/stats", get(get_stats))
+        .route("/v1/requests/{id}", get(get_one))
+        .with_state(ctx)
 }
 
 /// The complete `request-log` router, as Lambda and the local server run it.
@@ -51,7 +56,8 @@ async fn ingest(
             ApiError::bad_request("invalid_body", "the request body could not be read")
         }
     })?;
-    let records = request_log::parse_batch(&body, ctx.config().request_body_limit, Utc::now())?;
+    let writer = request_log::writer_of(&principal.actor);
+    let records = request_log::parse_batch(&body, &writer, ctx.config().request_body_limit, Utc::now())?;
     request_log::insert(ctx.db(), &records).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"accepted": records.len()}))))
 }
@@ -63,6 +69,16 @@ async fn list(
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::RequestsRead)?;
     Ok(axum::Json(request_log::list(ctx.db(), params).await?))
+}
+
+async fn get_stats(
+    State(ctx): State<Context>,
+    principal: Principal,
+    Query(params): Query<stats::StatsParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::RequestsRead)?;
+    let query = stats::StatsQuery::parse(params, Utc::now())?;
+    Ok(axum::Json(stats::stats(ctx.db(), &query).await?))
 }
 
 async fn get_one(
@@ -111,7 +127,8 @@ pub struct SqsItemFailure {
 
 /// Stores every well-formed message's record in one round trip; reports the malformed ones
 /// (and, when the database fails, the well-formed ones too, so that SQS delivers them again:
-/// the `(service, request_id)` dedup makes the repeat harmless).
+/// the `(writer, service, request_id)` dedup makes the repeat harmless). A message is data: a
+/// bad one is an item failure whose log line names the field at fault, never its value.
 pub async fn handle_sqs(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
     let now = Utc::now();
     let limit = ctx.config().request_body_limit;
@@ -119,7 +136,12 @@ pub async fn handle_sqs(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
     let mut stored_ids = Vec::with_capacity(event.records.len());
     let mut failures = Vec::new();
     for message in event.records {
-        match request_log::parse_one(message.body.as_deref().unwrap_or("").as_bytes(), limit, now) {
+        match request_log::parse_one(
+            message.body.as_deref().unwrap_or("").as_bytes(),
+            request_log::SQS_WRITER,
+            limit,
+            now,
+        ) {
             Ok(mut record) => {
                 // A record without its own request id is keyed by its message, so that SQS
                 // redelivering the message (a timeout, a partial failure) stores it once.

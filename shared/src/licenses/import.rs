@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::{Email, InstallationId, Issue, LicenseEvent, LicenseKey, LicenseStatus, stream};
+use super::{Email, InstallationId, Issue, LicenseEvent, LicenseKey, LicenseStatus, PROJECTOR, stream};
 use crate::{
     context::Context,
     events::{ExpectedVersion, Metadata},
@@ -325,7 +325,7 @@ pub async fn import_sqlite(
             name: None,
             activated_at,
         };
-        projections::record(&tx, &stream(license_id), ExpectedVersion::Exact(version), &[event], metadata)
+        projections::record(&tx, &PROJECTOR, &stream(license_id), ExpectedVersion::Exact(version), &[event], metadata)
             .await
             .map_err(ApiError::from)?;
         // last_seen is an observation, kept in place like every validation does.

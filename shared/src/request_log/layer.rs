@@ -251,6 +251,7 @@ where
             let record = Record {
                 id: record_id(at),
                 occurred_at: at,
+                writer: SERVICE.to_owned(),
                 service: SERVICE.to_owned(),
                 endpoint: route.unwrap_or_else(|| "(no route)".to_owned()),
                 method,

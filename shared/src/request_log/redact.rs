@@ -1,19 +1,41 @@
-//! Redaction and truncation of logged bodies (DESIGN §6.7).
+//! Redaction and truncation of logged bodies and endpoints (DESIGN §6.7).
 //!
-//! One tolerant scanner serves JSON and plain text alike, so that a body cut short by its
-//! sender (invalid JSON) is redacted as thoroughly as a complete one:
-//! - a quoted string followed by `:` is a key; when its name is sensitive, the value that
-//!   follows (string, number, literal, or a whole object or array) becomes `"[REDACTED]"`;
-//! - inside other strings and in bare text, `Bearer …` / `Basic …` credentials, `name=value`
-//!   pairs (query strings, form bodies, cookies) and `Name: value` lines (headers) with a
-//!   sensitive name lose their value.
+//! Redaction follows the structure a secret arrives in, not one notation. One tolerant
+//! scanner walks the text once, so a body cut short by its sender (invalid JSON, an unclosed
+//! tag) is redacted as thoroughly as a complete one, and only the redacted spans change:
+//! - **JSON keys** with a sensitive name ([`is_sensitive_name`]): the value that follows
+//!   (string, number, literal, or a whole object or array) becomes `"[REDACTED]"`;
+//! - **JSON in a string**: every string value is decoded and redacted by these same rules;
+//!   when something changed it is re-encoded, so a JSON body inside a JSON string loses its
+//!   secrets and stays a valid string;
+//! - **name/value pairs**: in an object with `"name"`, `"key"`, `"header"` (or `field`,
+//!   `param`, `parameter`, `attribute`, `variable`) holding a sensitive name, the `"value"`
+//!   (or `"values"`) member is redacted, whichever order the members come in; in an array, a
+//!   string that is a sensitive name redacts the string after it (`["X-Api-Key", "k1"]`, raw
+//!   header lists);
+//! - **form and query names** (`name=value`, also in `endpoint`): percent- and plus-decoded
+//!   and judged by every bracketed segment (`user[password]=`, `user%5Bpassword%5D=`), a
+//!   quoted value included (`token="…"`);
+//! - **XML/HTML**: the content of an element with a sensitive (local) name
+//!   (`<password>x</password>`, `<ns:Token>`), attributes with a sensitive name
+//!   (`<x token="…">`), and `<input name="password" value="…">` pairs;
+//! - **Authorization schemes** in text ([`SCHEMES`]: `Bearer`, `Basic`, `Token`, `Digest`,
+//!   `ApiKey`, `AWS4-HMAC-SHA256`, …): the credential after the scheme, or the rest of the line
+//!   for parameter schemes (`Digest username="…", response="…"`);
+//! - **`Name: value` lines** (headers, YAML) with a sensitive name lose the rest of the line;
+//! - **URL credentials**: the password in `scheme://user:password@host`.
 //!
-//! Only the redacted spans change: valid JSON stays valid JSON with its key order and
-//! formatting, and a body without secrets is stored as it came. Every delimiter the scanner
-//! acts on is ASCII, so every cut falls on a character boundary.
+//! Nesting deeper than [`MAX_DEPTH`] re-entries (strings in strings in strings …) is
+//! redacted whole: past that point the scanner fails closed. Every delimiter the scanner acts
+//! on is ASCII, so every cut falls on a character boundary.
+
+use std::borrow::Cow;
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
+
+/// Re-entries (decoded strings, pair values) after which the rest is redacted whole.
+pub const MAX_DEPTH: usize = 16;
 
 const SENSITIVE_PARTS: [&str; 14] = [
     "passw",
@@ -32,6 +54,45 @@ const SENSITIVE_PARTS: [&str; 14] = [
     "credential",
 ];
 
+/// Authorization schemes whose credential follows them in text (IANA HTTP Authentication
+/// Scheme Registry, plus common vendor schemes: `Token` (GitHub, DRF), `ApiKey`, `Bot`
+/// (Discord), `SSWS` (Okta), `AWS` (S3 v2 signatures)). Matched case-insensitively as words.
+pub const SCHEMES: [&str; 25] = [
+    "bearer",
+    "basic",
+    "token",
+    "digest",
+    "apikey",
+    "api-key",
+    "aws4-hmac-sha256",
+    "aws",
+    "hmac",
+    "hmac-sha256",
+    "hawk",
+    "hoba",
+    "mutual",
+    "negotiate",
+    "ntlm",
+    "oauth",
+    "scram-sha-1",
+    "scram-sha-256",
+    "vapid",
+    "dpop",
+    "gnap",
+    "privatetoken",
+    "signature",
+    "ssws",
+    "bot",
+];
+
+/// Schemes that are also English words: matched only before a credential-looking token.
+const WORD_SCHEMES: [&str; 9] = ["aws", "hmac", "hawk", "mutual", "oauth", "signature", "bot", "digest", "hoba"];
+
+/// Object members that name the member holding the value (`{"name": "Authorization", "value": …}`).
+const PAIR_NAMES: [&str; 8] = ["name", "key", "header", "field", "param", "parameter", "attribute", "variable"];
+/// Object members that hold the named value.
+const PAIR_VALUES: [&str; 2] = ["value", "values"];
+
 /// True when a value under the key `name` must never be stored: the name contains (in any
 /// case) one of DESIGN §6.7's parts, or is `key`, or ends in `_key` / `-key`.
 pub fn is_sensitive_key(name: &str) -> bool {
@@ -42,48 +103,27 @@ pub fn is_sensitive_key(name: &str) -> bool {
         || name.ends_with("-key")
 }
 
+/// [`is_sensitive_key`] for names as forms, query strings and markup carry them: percent-
+/// and plus-decoded, then sensitive when the whole name or any bracketed segment is
+/// (`user[password]`, `user%5Bpassword%5D`, `api[key]`), the way a sensitive JSON key hides
+/// its whole subtree.
+pub fn is_sensitive_name(raw: &str) -> bool {
+    let decoded: Cow<'_, str> = if raw.contains(['%', '+']) {
+        form_urlencoded::parse(raw.as_bytes())
+            .next()
+            .map_or(Cow::Borrowed(raw), |(name, _)| Cow::Owned(name.into_owned()))
+    } else {
+        Cow::Borrowed(raw)
+    };
+    is_sensitive_key(&decoded)
+        || (decoded.contains('[')
+            && decoded.split(['[', ']']).any(|segment| !segment.is_empty() && is_sensitive_key(segment)))
+        || decoded.rsplit(':').next().is_some_and(|local| local != decoded && is_sensitive_key(local))
+}
+
 /// `text` with every secret the rules recognise replaced by [`REDACTED`].
 pub fn redact(text: &str) -> String {
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'"' {
-            let next = b[i..].iter().position(|&c| c == b'"').map_or(b.len(), |p| i + p);
-            inline(&text[i..next], false, &mut out);
-            i = next;
-            continue;
-        }
-        let (end, closed) = string_end(b, i);
-        let colon = closed.then(|| skip_ws(b, end)).filter(|&j| j < b.len() && b[j] == b':');
-        match colon {
-            Some(colon) if is_sensitive_key(&decode_key(&text[i..end])) => {
-                let value_start = skip_ws(b, colon + 1);
-                out.push_str(&text[i..value_start]);
-                let value_end = value_end(b, value_start);
-                if value_end > value_start {
-                    out.push('"');
-                    out.push_str(REDACTED);
-                    out.push('"');
-                }
-                i = value_end;
-            }
-            Some(_) => {
-                out.push_str(&text[i..end]);
-                i = end;
-            }
-            None => {
-                out.push('"');
-                let content_end = if closed { end - 1 } else { end };
-                inline(&text[i + 1..content_end], true, &mut out);
-                if closed {
-                    out.push('"');
-                }
-                i = end;
-            }
-        }
-    }
-    out
+    scan(text, 0)
 }
 
 /// Keeps the first `limit` characters of `text`; true when something was cut.
@@ -100,6 +140,171 @@ pub fn truncate(mut text: String, limit: usize) -> (String, bool) {
 /// Redacts, then truncates to `limit` characters: what is stored of a body.
 pub fn redact_and_truncate(text: &str, limit: usize) -> (String, bool) {
     truncate(redact(text), limit)
+}
+
+/// An open `{` or `[` and what the name/value pair rule has learnt about it.
+struct Frame {
+    object: bool,
+    /// A pair-name member holding a sensitive name was seen.
+    named_sensitive: bool,
+    /// Where pair-value members were written to the output, to redact if the name comes later.
+    values: Vec<(usize, usize)>,
+}
+
+fn scan(text: &str, depth: usize) -> String {
+    if depth > MAX_DEPTH {
+        return if text.is_empty() { String::new() } else { REDACTED.to_owned() };
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut frames: Vec<Frame> = Vec::new();
+    // Start of the current run of plain text: name look-backs never cross a redaction.
+    let mut plain = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' => {
+                let (end, closed) = string_end(b, i);
+                let colon = closed.then(|| skip_ws(b, end)).filter(|&j| j < b.len() && b[j] == b':');
+                if let Some(colon) = colon {
+                    let key = decode(&text[i..end]);
+                    let value_start = skip_ws(b, colon + 1);
+                    let value_end = value_end(b, value_start);
+                    let lower = key.to_ascii_lowercase();
+                    let in_object = frames.last().is_some_and(|f| f.object);
+                    if in_object
+                        && PAIR_NAMES.contains(&lower.as_str())
+                        && b.get(value_start) == Some(&b'"')
+                        && is_sensitive_name(&decode(&text[value_start..value_end]))
+                        && let Some(frame) = frames.last_mut()
+                    {
+                        frame.named_sensitive = true;
+                        for (start, stop) in std::mem::take(&mut frame.values).into_iter().rev() {
+                            out.replace_range(start..stop, &format!("\"{REDACTED}\""));
+                        }
+                    }
+                    let pair_value = in_object && PAIR_VALUES.contains(&lower.as_str());
+                    let named = frames.last().is_some_and(|f| f.named_sensitive);
+                    if is_sensitive_name(&key) || (pair_value && named) {
+                        out.push_str(&text[i..value_start]);
+                        if value_end > value_start {
+                            out.push('"');
+                            out.push_str(REDACTED);
+                            out.push('"');
+                        }
+                        i = value_end;
+                    } else if pair_value {
+                        out.push_str(&text[i..value_start]);
+                        let start = out.len();
+                        out.push_str(&scan(&text[value_start..value_end], depth + 1));
+                        if let Some(frame) = frames.last_mut() {
+                            frame.values.push((start, out.len()));
+                        }
+                        i = value_end;
+                    } else {
+                        out.push_str(&text[i..end]);
+                        i = end;
+                    }
+                } else {
+                    let content = decode(&text[i..end]);
+                    let scanned = scan(&content, depth + 1);
+                    if scanned == content {
+                        out.push_str(&text[i..end]);
+                    } else {
+                        out.push_str(&serde_json::to_string(&scanned).unwrap_or_else(|_| format!("\"{REDACTED}\"")));
+                    }
+                    i = end;
+                    // `["X-Api-Key", "k1"]`: a header name in a list redacts the string after it.
+                    let in_array = frames.last().is_some_and(|f| !f.object);
+                    let comma = skip_ws(b, i);
+                    let next = skip_ws(b, comma + 1);
+                    if in_array
+                        && comma < b.len()
+                        && b[comma] == b','
+                        && next < b.len()
+                        && b[next] == b'"'
+                        && !content.is_empty()
+                        && content.bytes().all(is_name_byte)
+                        && is_sensitive_name(&content)
+                    {
+                        out.push_str(&text[i..next]);
+                        out.push('"');
+                        out.push_str(REDACTED);
+                        out.push('"');
+                        i = string_end(b, next).0;
+                    }
+                }
+                plain = i;
+                continue;
+            }
+            b'{' | b'[' => frames.push(Frame { object: c == b'{', named_sensitive: false, values: Vec::new() }),
+            b'}' | b']' if frames.last().is_some_and(|f| f.object == (c == b'}')) => {
+                frames.pop();
+            }
+            b'<' => {
+                if let Some(next) = markup(text, i, depth, &mut out) {
+                    i = next;
+                    plain = i;
+                    continue;
+                }
+            }
+            b'=' | b':' => {
+                if c == b':' && b[i + 1..].starts_with(b"//") {
+                    if let Some(next) = url_password(text, i, &mut out) {
+                        i = next;
+                        plain = i;
+                        continue;
+                    }
+                } else {
+                    let mut name_start = i;
+                    while name_start > plain && is_form_name_byte(b[name_start - 1], c) {
+                        name_start -= 1;
+                    }
+                    if name_start < i && is_sensitive_name(&text[name_start..i]) {
+                        let (value_start, value_end) = if c == b':' {
+                            let start = skip_blanks(b, i + 1);
+                            (start, line_end(b, start))
+                        } else {
+                            form_value(b, i + 1)
+                        };
+                        // The name is already written; the separator (and an opening quote) too.
+                        out.push_str(&text[i..value_start]);
+                        if value_end > value_start {
+                            out.push_str(REDACTED);
+                        }
+                        i = value_end.max(i + 1);
+                        plain = i;
+                        continue;
+                    }
+                }
+            }
+            _ if c.is_ascii_alphabetic() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) => {
+                if let Some((start, stop)) = credential_after_scheme(b, i) {
+                    out.push_str(&text[i..start]);
+                    out.push_str(REDACTED);
+                    i = stop;
+                    plain = i;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        // Copy one whole character (multi-byte ones never contain an ASCII byte).
+        let len = utf8_len(c);
+        out.push_str(&text[i..(i + len).min(b.len())]);
+        i += len;
+    }
+    out
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
 }
 
 /// The index after the string literal starting at `start` (a `"`), and whether it closed.
@@ -122,14 +327,70 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The key's name with JSON escapes resolved (`"pass\u0077ord"` is a password too).
-fn decode_key(quoted: &str) -> std::borrow::Cow<'_, str> {
-    if quoted.contains('\\')
-        && let Ok(decoded) = serde_json::from_str::<String>(quoted)
-    {
-        return decoded.into();
+fn skip_blanks(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t') {
+        i += 1;
     }
-    quoted.trim_matches('"').into()
+    i
+}
+
+fn line_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && !matches!(b[i], b'\r' | b'\n') {
+        i += 1;
+    }
+    i
+}
+
+/// A JSON string literal's content with escapes resolved, tolerant of one cut short
+/// (`"pass\u0077ord"` is a password too). Anything that is not a string is returned as is.
+fn decode(quoted: &str) -> Cow<'_, str> {
+    let Some(inner) = quoted.strip_prefix('"') else { return Cow::Borrowed(quoted) };
+    let inner = inner.strip_suffix('"').filter(|i| !i.ends_with('\\') || i.ends_with("\\\\")).unwrap_or(inner);
+    if !inner.contains('\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let unit = u32::from_str_radix(&hex, 16).ok();
+                let decoded = match unit {
+                    Some(high @ 0xd800..=0xdbff) => {
+                        let mut rest = chars.clone();
+                        if rest.next() == Some('\\') && rest.next() == Some('u') {
+                            let low: String = rest.by_ref().take(4).collect();
+                            match u32::from_str_radix(&low, 16) {
+                                Ok(low @ 0xdc00..=0xdfff) => {
+                                    chars = rest;
+                                    char::from_u32(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00))
+                                }
+                                _ => None,
+                            }
+                        } else {
+                            None
+                        }
+                    }
+                    Some(unit) => char::from_u32(unit),
+                    None => None,
+                };
+                out.push(decoded.unwrap_or('\u{fffd}'));
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The end of the JSON value starting at `start`; tolerant of values cut short.
@@ -150,7 +411,7 @@ fn value_end(b: &[u8], start: usize) -> usize {
                     }
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {
-                        depth -= 1;
+                        depth = depth.saturating_sub(1);
                         if depth == 0 {
                             return i + 1;
                         }
@@ -175,80 +436,145 @@ fn is_name_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
 }
 
-fn is_token_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'%')
+/// Bytes of a name before `=` (forms, query strings, attributes: brackets and percent
+/// escapes included) or before `:` (header and YAML names).
+fn is_form_name_byte(c: u8, sep: u8) -> bool {
+    is_name_byte(c) || (sep == b'=' && matches!(c, b'[' | b']' | b'%' | b'+'))
 }
 
-/// Redacts credentials inside one string's raw (still escaped) content or a run of bare text.
-fn inline(seg: &str, in_string: bool, out: &mut String) {
-    let b = seg.as_bytes();
-    let mut emitted = 0;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'=' || c == b':' {
-            let mut name_start = i;
-            while name_start > emitted && is_name_byte(b[name_start - 1]) {
-                name_start -= 1;
-            }
-            if name_start < i && is_sensitive_key(&seg[name_start..i]) {
-                let value_start = if c == b':' {
-                    let mut j = i + 1;
-                    while j < b.len() && matches!(b[j], b' ' | b'\t') {
-                        j += 1;
-                    }
-                    j
-                } else {
-                    i + 1
-                };
-                let mut value_end = value_start;
-                while value_end < b.len() && !ends_value(b[value_end], c, in_string) {
-                    value_end += 1;
-                }
-                if value_end > value_start {
-                    out.push_str(&seg[emitted..value_start]);
-                    out.push_str(REDACTED);
-                    emitted = value_end;
-                }
-                i = value_end.max(i + 1);
-                continue;
-            }
-        }
-        if (c == b'b' || c == b'B')
-            && (i == 0 || !b[i - 1].is_ascii_alphanumeric())
-            && let Some((token_start, token_end)) = credential_after_scheme(b, i)
-        {
-            out.push_str(&seg[emitted..token_start]);
-            out.push_str(REDACTED);
-            emitted = token_end;
-            i = token_end;
-            continue;
-        }
-        i += 1;
+/// The value after a sensitive `name=` at `start`: a quoted one to its closing quote (the
+/// quotes kept), else to the next delimiter of forms, query strings, cookies and markup.
+fn form_value(b: &[u8], start: usize) -> (usize, usize) {
+    if start < b.len() && matches!(b[start], b'"' | b'\'') {
+        let quote = b[start];
+        let close = (start + 1..b.len()).find(|&j| b[j] == quote).unwrap_or(b.len());
+        return (start + 1, close);
     }
-    out.push_str(&seg[emitted..]);
+    let end = (start..b.len())
+        .find(|&j| b[j].is_ascii_whitespace() || matches!(b[j], b'&' | b';' | b',' | b'#' | b'"' | b'\'' | b'<' | b'>'))
+        .unwrap_or(b.len());
+    (start, end)
 }
 
-/// The span of the credential after `Bearer ` / `Basic ` starting at `i`, if there is one.
+fn is_token_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'%' | b':')
+}
+
+/// The span of the credential after an Authorization scheme starting at `i`: the token, or
+/// the rest of the line when auth-params follow (`Digest username="…", response="…"`).
 fn credential_after_scheme(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    ["bearer", "basic"].into_iter().find_map(|scheme| {
+    SCHEMES.into_iter().find_map(|scheme| {
         let after = i + scheme.len();
         if after >= b.len() || !b[i..after].eq_ignore_ascii_case(scheme.as_bytes()) || !matches!(b[after], b' ' | b'\t')
         {
             return None;
         }
-        let start = (after..b.len()).find(|&j| !matches!(b[j], b' ' | b'\t'))?;
-        let end = (start..b.len()).find(|&j| !is_token_byte(b[j])).unwrap_or(b.len());
-        (end > start).then_some((start, end))
+        let start = skip_blanks(b, after);
+        let word_end = (start..b.len())
+            .find(|&j| !(b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'-')))
+            .unwrap_or(b.len());
+        let params = word_end > start
+            && word_end + 1 < b.len()
+            && b[word_end] == b'='
+            && (b[word_end + 1] == b'"' || b[word_end + 1].is_ascii_alphanumeric());
+        let end = if params {
+            line_end(b, start)
+        } else {
+            (start..b.len()).find(|&j| !is_token_byte(b[j])).unwrap_or(b.len())
+        };
+        // Schemes that are also common words (`the bot answered`) need a credential-looking
+        // token: long, with a digit or base64's symbols; auth-params always count.
+        let credential = &b[start..end];
+        let looks_like_one = credential.len() >= 8
+            && credential.iter().any(|c| c.is_ascii_digit() || matches!(c, b'=' | b'+' | b'/' | b':'));
+        let word = WORD_SCHEMES.contains(&scheme);
+        (end > start && (params || !word || looks_like_one)).then_some((start, end))
     })
 }
 
-/// Where a `name=value` (`sep` `=`) or `Name: value` (`sep` `:`) value stops.
-fn ends_value(c: u8, sep: u8, in_string: bool) -> bool {
-    if c == b'\r' || c == b'\n' || (in_string && (c == b'\\' || c == b'"')) {
-        return true;
+/// `scheme://user:password@host`: writes up to the password redacted, returns where to go on.
+fn url_password(text: &str, colon: usize, out: &mut String) -> Option<usize> {
+    let b = text.as_bytes();
+    let start = colon + 3;
+    let authority_end = (start..b.len())
+        // Not at `/`: a password with an unencoded `/` or `?` is wrong but still a password.
+        .find(|&j| b[j].is_ascii_whitespace() || matches!(b[j], b'"' | b'\'' | b'<' | b'>'))
+        .unwrap_or(b.len());
+    let at = (start..authority_end).rev().find(|&j| b[j] == b'@')?;
+    let pass = (start..at).find(|&j| b[j] == b':')? + 1;
+    out.push_str(&text[colon..pass]);
+    if at > pass {
+        out.push_str(REDACTED);
     }
-    sep == b'=' && (c.is_ascii_whitespace() || matches!(c, b'&' | b';' | b',' | b'"' | b'\'' | b'<' | b'>'))
+    Some(at)
+}
+
+/// An opening tag at `lt`: its attributes redacted (and an `<input name="password"
+/// value="…">` pair), and the content of an element with a sensitive name replaced up to its
+/// closing tag (to the end when it never closes). `None` when `<` opens no tag.
+fn markup(text: &str, lt: usize, depth: usize, out: &mut String) -> Option<usize> {
+    let b = text.as_bytes();
+    let name_start = lt + 1;
+    if name_start >= b.len() || !(b[name_start].is_ascii_alphabetic() || b[name_start] == b'_') {
+        return None;
+    }
+    let name_end = (name_start..b.len()).find(|&j| !(is_name_byte(b[j]) || b[j] == b':')).unwrap_or(b.len());
+    let gt = (name_end..b.len()).find(|&j| matches!(b[j], b'>' | b'<'));
+    let name = &text[name_start..name_end];
+    let local = name.rsplit(':').next().unwrap_or(name);
+    let sensitive = is_sensitive_key(local);
+    let Some(gt) = gt.filter(|&j| b[j] == b'>') else {
+        if !sensitive {
+            return None;
+        }
+        // A sensitive element cut short inside its tag: nothing after its name is kept.
+        out.push_str(&text[lt..name_end]);
+        if name_end < b.len() {
+            out.push_str(REDACTED);
+        }
+        return Some(b.len());
+    };
+    out.push_str(&text[lt..name_end]);
+    let attrs = scan(&text[name_end..gt], depth + 1);
+    out.push_str(&redact_paired_attribute(attrs));
+    out.push('>');
+    let self_closing = b[gt - 1] == b'/';
+    if !sensitive || self_closing {
+        return Some(gt + 1);
+    }
+    let close = format!("</{name}");
+    let content_end =
+        text[gt + 1..].to_ascii_lowercase().find(&close.to_ascii_lowercase()).map_or(b.len(), |p| gt + 1 + p);
+    if content_end > gt + 1 {
+        out.push_str(REDACTED);
+    }
+    Some(content_end)
+}
+
+/// `name="password" value="hunter2"` (HTML inputs, XML settings): the value attribute goes.
+fn redact_paired_attribute(attrs: String) -> String {
+    let lower = attrs.to_ascii_lowercase();
+    let named = ["name=", "id=", "key="].iter().any(|attr| {
+        lower.match_indices(attr).any(|(p, _)| {
+            (p == 0 || !is_name_byte(lower.as_bytes()[p - 1])) && {
+                let (start, end) = form_value(attrs.as_bytes(), p + attr.len());
+                is_sensitive_name(&attrs[start..end])
+            }
+        })
+    });
+    if !named {
+        return attrs;
+    }
+    let Some(p) =
+        lower.match_indices("value=").map(|(p, _)| p).find(|&p| p == 0 || !is_name_byte(lower.as_bytes()[p - 1]))
+    else {
+        return attrs;
+    };
+    let (start, end) = form_value(attrs.as_bytes(), p + "value=".len());
+    if end <= start {
+        return attrs;
+    }
+    format!("{}{REDACTED}{}", &attrs[..start], &attrs[end..])
 }
 
 #[cfg(test)]
@@ -377,5 +703,178 @@ mod tests {
     fn multi_byte_text_around_secrets_is_intact() {
         assert_eq!(redact("çà password=ünïcode ok 東京"), "çà password=[REDACTED] ok 東京");
         assert_eq!(redact(r#"{"名前":"東京","token":"秘密"}"#), r#"{"名前":"東京","token":"[REDACTED]"}"#);
+    }
+
+    /// One `#[test]` per shape: the input as a writer sends it, exactly what is stored.
+    macro_rules! shapes {
+        ($($name:ident: $input:expr => $expected:expr;)*) => {
+            $(#[test]
+            fn $name() {
+                assert_eq!(redact($input), $expected);
+            })*
+            /// Every shape above, for the corpus count.
+            const SHAPE_INPUTS: &[&str] = &[$($input),*];
+        };
+    }
+
+    shapes! {
+        shape_json_key: r#"{"password":"s3cr3t-1"}"# => r#"{"password":"[REDACTED]"}"#;
+        shape_json_key_nested_in_arrays: r#"{"a":[{"b":[{"api_key":"s3cr3t-1"}]}]}"# => r#"{"a":[{"b":[{"api_key":"[REDACTED]"}]}]}"#;
+        shape_json_number_and_literal: r#"{"otp":123456,"cvv":true}"# => r#"{"otp":"[REDACTED]","cvv":"[REDACTED]"}"#;
+        shape_json_object_under_sensitive_key: r#"{"credentials":{"user":"u","pass":"p"}}"# => r#"{"credentials":"[REDACTED]"}"#;
+        shape_json_escaped_key: r#"{"pass\u0077ord":"s3cr3t-1"}"# => r#"{"pass\u0077ord":"[REDACTED]"}"#;
+        shape_json_in_a_string: r#"{"body":"{\"token\":\"s3cr3t-1\",\"q\":1}"}"# => r#"{"body":"{\"token\":\"[REDACTED]\",\"q\":1}"}"#;
+        shape_json_in_a_string_in_a_string: r#"{"a":"{\"b\":\"{\\\"secret\\\":\\\"s3cr3t-1\\\"}\"}"}"# => r#"{"a":"{\"b\":\"{\\\"secret\\\":\\\"[REDACTED]\\\"}\"}"}"#;
+        shape_json_string_body_whole: "\"{\\\"client_secret\\\":\\\"s3cr3t-1\\\"}\"" => "\"{\\\"client_secret\\\":\\\"[REDACTED]\\\"}\"";
+        shape_header_array_name_value: r#"[{"name":"Authorization","value":"s3cr3t-1"},{"name":"Accept","value":"*/*"}]"# => r#"[{"name":"Authorization","value":"[REDACTED]"},{"name":"Accept","value":"*/*"}]"#;
+        shape_header_array_value_first: r#"[{"value":"s3cr3t-1","name":"X-Api-Key"}]"# => r#"[{"value":"[REDACTED]","name":"X-Api-Key"}]"#;
+        shape_key_value_pair: r#"{"key":"DB_PASSWORD","value":"s3cr3t-1"}"# => r#"{"key":"[REDACTED]","value":"[REDACTED]"}"#;
+        shape_header_value_pair: r#"{"header":"x-session-id","value":"s3cr3t-1"}"# => r#"{"header":"x-session-id","value":"[REDACTED]"}"#;
+        shape_ecs_style_pair: r#"{"Name":"STRIPE_SECRET","Value":"s3cr3t-1"}"# => r#"{"Name":"STRIPE_SECRET","Value":"[REDACTED]"}"#;
+        shape_flat_header_list: r#"["Content-Type","json","X-Api-Key","s3cr3t-1"]"# => r#"["Content-Type","json","X-Api-Key","[REDACTED]"]"#;
+        shape_header_tuples: r#"[["authorization","s3cr3t-1"]]"# => r#"[["authorization","[REDACTED]"]]"#;
+        shape_form_body: "user=a&password=s3cr3t-1&x=1" => "user=a&password=[REDACTED]&x=1";
+        shape_form_bracket: "user[name]=a&user[password]=s3cr3t-1" => "user[name]=a&user[password]=[REDACTED]";
+        shape_form_bracket_percent_encoded: "user%5Bpassword%5D=s3cr3t-1&a=1" => "user%5Bpassword%5D=[REDACTED]&a=1";
+        shape_form_bracket_lower_percent: "user%5bapi_key%5d=s3cr3t-1" => "user%5bapi_key%5d=[REDACTED]";
+        shape_form_percent_encoded_name: "pass%77ord=s3cr3t-1" => "pass%77ord=[REDACTED]";
+        shape_form_bracket_key_segment: "api[key]=s3cr3t-1&api[v]=2" => "api[key]=[REDACTED]&api[v]=2";
+        shape_form_array_under_sensitive: "tokens[]=s3cr3t-1" => "tokens[]=[REDACTED]";
+        shape_query_string: "/cb?code=1&access_token=s3cr3t-1#x" => "/cb?code=1&access_token=[REDACTED]#x";
+        shape_query_bracket_encoded: "/v1/x?user%5Btoken%5D=s3cr3t-1" => "/v1/x?user%5Btoken%5D=[REDACTED]";
+        shape_quoted_assignment: r#"Token token="s3cr3t-1", realm="x""# => "Token [REDACTED]";
+        shape_xml_element: "<login><user>a</user><password>s3cr3t-1</password></login>" => "<login><user>a</user><password>[REDACTED]</password></login>";
+        shape_xml_namespaced_element: "<ns:Token>s3cr3t-1</ns:Token>" => "<ns:Token>[REDACTED]</ns:Token>";
+        shape_xml_element_with_children: "<credentials><u>a</u><p>s3cr3t-1</p></credentials>" => "<credentials>[REDACTED]</credentials>";
+        shape_xml_cdata: "<secret><![CDATA[s3cr3t-1]]></secret>" => "<secret>[REDACTED]</secret>";
+        shape_xml_unclosed: "<apiKey>s3cr3t-1" => "<apiKey>[REDACTED]";
+        shape_xml_attribute: r#"<auth-config token="s3cr3t-1" mode="x"/>"# => r#"<auth-config token="[REDACTED]" mode="x"/>"#;
+        shape_xml_attribute_single_quotes: "<x api_key='s3cr3t-1'>" => "<x api_key='[REDACTED]'>";
+        shape_html_input_pair: r#"<input type="password" name="password" value="s3cr3t-1">"# => r#"<input type="password" name="password" value="[REDACTED]">"#;
+        shape_bearer: "Authorization: Bearer s3cr3t-1" => "Authorization: [REDACTED]";
+        shape_bearer_in_text: "sent bearer s3cr3t-1 then" => "sent bearer [REDACTED] then";
+        shape_basic: "basic czNjcjN0LTE=" => "basic [REDACTED]";
+        shape_token_scheme: r#"{"h":"Token s3cr3t-1"}"# => r#"{"h":"Token [REDACTED]"}"#;
+        shape_digest_scheme: r#"Digest username="a", realm="r", response="s3cr3t-1""# => "Digest [REDACTED]";
+        shape_apikey_scheme: "ApiKey s3cr3t-1" => "ApiKey [REDACTED]";
+        shape_aws4_scheme: "AWS4-HMAC-SHA256 Credential=AKIA/20260101/eu/s3/aws4_request, SignedHeaders=host, Signature=s3cr3t-1" => "AWS4-HMAC-SHA256 [REDACTED]";
+        shape_aws_v2_scheme: "AWS AKIAEXAMPLE:s3cr3t-1" => "AWS [REDACTED]";
+        shape_ssws_scheme: "SSWS s3cr3t-1" => "SSWS [REDACTED]";
+        shape_header_line: "X-Api-Key: s3cr3t-1\nAccept: */*" => "X-Api-Key: [REDACTED]\nAccept: */*";
+        shape_cookie_header: "Cookie: theme=dark; session=s3cr3t-1" => "Cookie: [REDACTED]";
+        shape_set_cookie_header: "Set-Cookie: sid=s3cr3t-1; HttpOnly" => "Set-Cookie: [REDACTED]";
+        shape_http_message_dump: "POST /x HTTP/1.1\r\nProxy-Authorization: Basic czNjcjN0\r\n\r\n{\"pin\":1,\"otp\":\"s3cr3t-1\"}" => "POST /x HTTP/1.1\r\nProxy-Authorization: [REDACTED]\r\n\r\n{\"pin\":1,\"otp\":\"[REDACTED]\"}";
+        shape_yaml_line: "db:\n  password: s3cr3t-1\n  host: h" => "db:\n  password: [REDACTED]\n  host: h";
+        shape_url_credentials: "postgres://app:s3cr3t-1@db:5432/x" => "postgres://app:[REDACTED]@db:5432/x";
+        shape_header_line_in_json_string: r#"{"raw":"Host: x\r\nAuthorization: s3cr3t-1\r\n"}"# => r#"{"raw":"Host: x\r\nAuthorization: [REDACTED]\r\n"}"#;
+    }
+
+    #[test]
+    fn no_shape_of_the_corpus_keeps_its_secret() {
+        for input in SHAPE_INPUTS {
+            let redacted = redact(input);
+            assert!(!redacted.contains("s3cr3t-1") && !redacted.contains("czNjcjN0"), "{input} -> {redacted}");
+        }
+        assert!(SHAPE_INPUTS.len() >= 38, "{} shapes", SHAPE_INPUTS.len());
+    }
+
+    #[test]
+    fn deep_nesting_fails_closed_and_never_overflows() {
+        let mut body = r#"{"token":"s3cr3t-1"}"#.to_owned();
+        for _ in 0..(MAX_DEPTH + 2) {
+            body = serde_json::to_string(&json!({"wrapped": body})).unwrap();
+        }
+        assert!(!redact(&body).contains("s3cr3t-1"));
+        let brackets = "[".repeat(200_000) + "\"password\", \"s3cr3t-1\"";
+        assert!(!redact(&brackets).contains("s3cr3t-1"));
+    }
+
+    #[test]
+    fn prose_keeps_its_common_words() {
+        let text = "the bot answered a basic question with digest mode";
+        assert_eq!(redact(text), "the bot answered a basic [REDACTED] with digest mode");
+        assert_eq!(redact("the keyboard monkey"), "the keyboard monkey");
+    }
+
+    mod property {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// A name the rule calls sensitive, in the spellings writers use.
+        fn sensitive_name() -> impl Strategy<Value = String> {
+            let part = prop::sample::select(vec![
+                "password",
+                "passwd",
+                "secret",
+                "token",
+                "auth",
+                "api_key",
+                "apikey",
+                "private_key",
+                "cookie",
+                "session",
+                "otp",
+                "cvv",
+                "cvc",
+                "ssn",
+                "credential",
+                "key",
+            ]);
+            let prefix = prop::sample::select(vec!["", "x_", "user_", "X-", "client_", "my-"]);
+            let suffix = prop::sample::select(vec!["", "_id", "s", "Hash", "_value", "-key"]);
+            (prefix, part, suffix, any::<bool>()).prop_map(|(p, part, s, upper)| {
+                let part = if upper { part.to_uppercase() } else { part.to_owned() };
+                // `key` is sensitive alone or as a suffix; with a suffix it must end the name.
+                if part.eq_ignore_ascii_case("key") {
+                    format!("{p}{part}").replace("x_key", "x_key")
+                } else {
+                    format!("{p}{part}{s}")
+                }
+            })
+        }
+
+        /// Writes `secret` under `name` in shape `shape`, with neutral text around it.
+        fn render(shape: usize, name: &str, secret: &str, depth: usize) -> String {
+            let mut json = serde_json::json!({ name: secret, "note": "n" });
+            for level in 0..depth {
+                json = if level % 2 == 0 { serde_json::json!({"l": [json]}) } else { serde_json::json!([1, json]) };
+            }
+            match shape {
+                0 => json.to_string(),
+                1 => serde_json::to_string(&serde_json::json!({"body": json.to_string()})).unwrap(),
+                2 => serde_json::json!([{"name": name, "value": secret}]).to_string(),
+                3 => serde_json::json!({"value": secret, "key": name}).to_string(),
+                4 => format!("a=1&{name}={secret}&b=2"),
+                5 => format!("user[{name}]={secret}"),
+                6 => format!("user%5B{name}%5D={secret}&z=1"),
+                7 => format!("/v1/x?q=1&{name}={secret}"),
+                8 => format!("<r><{name}>{secret}</{name}></r>"),
+                9 => format!("<r {name}=\"{secret}\"/>"),
+                10 => format!("Host: x\r\n{name}: {secret}\r\n"),
+                11 => format!("Authorization: Bearer {secret}"),
+                12 => format!("call with Token {secret} now"),
+                13 => format!("x ApiKey {secret}"),
+                14 => serde_json::json!(["Accept", "*/*", name, secret]).to_string(),
+                15 => format!("https://u:{secret}@h/p"),
+                _ => format!("<input name=\"{name}\" value=\"{secret}\">"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn a_generated_secret_never_survives_any_shape(
+                shape in 0usize..17,
+                name in sensitive_name(),
+                secret in "[A-Za-z0-9._~+/-]{4,12}[0-9][A-Za-z0-9._~+/-]{4,20}",
+                depth in 0usize..5,
+            ) {
+                prop_assume!(is_sensitive_name(&name));
+                let body = render(shape, &name, &secret, depth);
+                let redacted = redact(&body);
+                prop_assert!(!redacted.contains(&secret), "shape {} leaked: {} -> {}", shape, body, redacted);
+            }
+        }
     }
 }

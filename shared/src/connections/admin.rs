@@ -1,0 +1,169 @@
+//! Status, listing, history and revocation of connections.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) const VIEW_COLUMNS: &str = "connection_id, client_id, status, expires_at, last_refreshed_at, consecutive_failures, \
+                            last_error, scopes, provider_data, created_at, updated_at";
+
+pub(super) fn view(row: &Row) -> Result<Connection, ApiError> {
+    let status: String = row.get("status");
+    Ok(Connection {
+        connection_id: row.get("connection_id"),
+        client_id: row.get("client_id"),
+        status: Status::parse(&status).ok_or_else(|| ApiError::internal(format!("stored status '{status}'")))?,
+        expires_at: row.get("expires_at"),
+        last_refreshed_at: row.get("last_refreshed_at"),
+        consecutive_failures: row.get("consecutive_failures"),
+        last_error: row.get("last_error"),
+        scopes: row.get("scopes"),
+        provider_data: row.get("provider_data"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+/// One connection's status.
+pub async fn get(ctx: &Context, id: &ConnectionId) -> Result<Connection, ApiError> {
+    let sql = format!("SELECT {VIEW_COLUMNS} FROM connections WHERE connection_id = $1");
+    let rows = ctx.db().query(&sql, &[(&id.as_str(), Type::TEXT)]).await?;
+    rows.first().map(view).transpose()?.ok_or_else(|| not_found(id.as_str()))
+}
+
+/// Filters of `GET /v1/connections`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only this client's connections.
+    pub client_id: Option<Uuid>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Page size.
+    pub limit: Option<i64>,
+    /// Opaque cursor.
+    pub cursor: Option<String>,
+}
+
+/// Connections in id order.
+pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>, ApiError> {
+    let limit = page_limit(params.limit)?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            Status::parse(s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "status",
+                    "status must be active, refresh_failing, reauthorization_required or revoked",
+                )
+            })
+        })
+        .transpose()?
+        .map(Status::as_str);
+    let after: Option<String> = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let fetch = limit + 1;
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM connections
+         WHERE ($1::uuid IS NULL OR client_id = $1) AND ($2::text IS NULL OR status = $2)
+           AND ($3::text IS NULL OR connection_id > $3)
+         ORDER BY connection_id LIMIT $4"
+    );
+    let rows = ctx
+        .db()
+        .query(
+            &sql,
+            &[(&params.client_id, Type::UUID), (&status, Type::TEXT), (&after, Type::TEXT), (&fetch, Type::INT8)],
+        )
+        .await?;
+    let mut items = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = (items.len() as i64 > limit).then(|| {
+        items.truncate(limit as usize);
+        encode_cursor(&items.last().map(|c| c.connection_id.clone()))
+    });
+    Ok(Page { items, next_cursor })
+}
+
+/// One event of a connection's history, without secrets.
+#[derive(Debug, Serialize)]
+pub struct HistoryItem {
+    /// Version in the stream.
+    pub version: i32,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// Its data, token fields removed.
+    pub data: Value,
+}
+
+/// Fields that never leave the service, even as ciphertexts.
+pub(super) const SECRET_FIELDS: &[&str] = &["access_token", "refresh_token"];
+
+/// A connection's stream, oldest first, without token fields.
+pub async fn history(
+    ctx: &Context,
+    id: &ConnectionId,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> Result<Page<HistoryItem>, ApiError> {
+    let limit = page_limit(limit)?;
+    let after: i32 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+    let db = ctx.db().get().await?;
+    let recorded = event_store::read_stream(&**db, &id.stream(), after, limit + 1).await?;
+    if recorded.is_empty() && after == 0 {
+        return Err(not_found(id.as_str()));
+    }
+    let mut items: Vec<HistoryItem> = recorded
+        .into_iter()
+        .map(|e| {
+            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &[]);
+            HistoryItem { version: e.version, event_type: e.event_type, recorded_at: e.recorded_at, data }
+        })
+        .collect();
+    let next_cursor = (items.len() as i64 > limit).then(|| {
+        items.truncate(limit as usize);
+        encode_cursor(&items.last().map_or(0, |i| i.version))
+    });
+    Ok(Page { items, next_cursor })
+}
+
+/// Revokes a connection: the provider's `revoke_url` is called when the client has one
+/// (best effort; the outcome is recorded), then ConnectionRevoked wipes the tokens from the
+/// projection. Revoking a revoked connection changes nothing.
+pub async fn revoke(
+    ctx: &Context,
+    provider: &Provider,
+    id: &ConnectionId,
+    metadata: &Metadata,
+) -> Result<(), ApiError> {
+    let keyring = ctx.keyring().await?;
+    let mut db = ctx.db().get().await?;
+    let tx = db.transaction().await?;
+    let rows = lock_row(ctx, &tx, LOCK_WAIT, id).await?;
+    let row = rows.first().ok_or_else(|| not_found(id.as_str()))?;
+    let c = Locked::from_row(row, &keyring)?;
+    if c.status == Status::Revoked {
+        return Ok(());
+    }
+    let stream_id = id.stream();
+    let token = match (&c.refresh_token, &c.access_token) {
+        (Some(rt), _) => Some((decrypt(&keyring, &stream_id, "refresh_token", rt)?, "refresh_token")),
+        (None, Some(at)) => Some((decrypt(&keyring, &stream_id, "access_token", at)?, "access_token")),
+        (None, None) => None,
+    };
+    let (provider_revocation, message) = match (&c.endpoint.revoke_url, token) {
+        (Some(url), Some((token, hint))) => match provider.revoke(&c.endpoint, url, &token, hint).await {
+            Ok(()) => ("revoked", None),
+            Err(e) => {
+                tracing::warn!(connection_id = %id, error = %e, "provider revocation failed");
+                ("failed", Some(e.to_string()))
+            }
+        },
+        _ => ("not_supported", None),
+    };
+    let event = ConnectionEvent::ConnectionRevoked { provider_revocation: provider_revocation.to_owned(), message };
+    projections::record(&tx, &PROJECTOR, &stream_id, ExpectedVersion::Exact(c.version), &[event], metadata).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Starting and completing authorizations (`POST /v1/connections/authorize`, the callback).
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The body of `POST /v1/connections/authorize`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// keyledger's client id.
+    pub client_id: Uuid,
+    /// The connection to authorize (new, or existing to re-authorize).
+    pub connection_id: String,
+    /// Where the browser goes after the callback.
+    #[serde(default)]
+    pub return_to: Option<String>,
+}
+
+/// The answer of `POST /v1/connections/authorize`.
+#[derive(Debug, Serialize)]
+pub struct AuthorizeStart {
+    /// Send the user's browser here.
+    pub authorize_url: String,
+    /// The pending authorization is valid until then.
+    pub expires_at: DateTime<Utc>,
+}
+
+pub(super) const OWNER_OF: &str = "SELECT client_id, status FROM connections WHERE connection_id = $1";
+
+/// Starts an authorization: a random single-use state (10 minutes) remembering the client,
+/// connection, PKCE verifier and `return_to`.
+pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, ApiError> {
+    let id =
+        ConnectionId::parse(&req.connection_id).map_err(|e| ApiError::invalid_field("connection_id", e.to_string()))?;
+    let return_to = match req.return_to.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(clients::parse_endpoint("return_to", raw)?.to_string()),
+    };
+    let client = clients::provider(ctx, req.client_id).await?;
+    let rows = ctx.db().query(OWNER_OF, &[(&id.as_str(), Type::TEXT)]).await?;
+    if let Some(row) = rows.first() {
+        let owner: Uuid = row.get(0);
+        let status: String = row.get(1);
+        if owner != client.id && status != Status::Revoked.as_str() {
+            return Err(ApiError::conflict(
+                "connection_exists",
+                format!("connection '{id}' belongs to another client; revoke it first or choose another id"),
+            ));
+        }
+    }
+    let keyring = ctx.keyring().await?;
+    let (state, challenge, expires_at) =
+        oauth::create_state(ctx, &keyring, client.id, id.as_str(), client.settings.pkce, return_to.as_deref()).await?;
+    let url = oauth::authorize_url(&client, &state, challenge.as_deref())?;
+    Ok(AuthorizeStart { authorize_url: url.to_string(), expires_at })
+}
+
+/// The query of `GET /oauth/callback`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackParams {
+    /// Authorization code.
+    pub code: Option<String>,
+    /// Our state.
+    pub state: Option<String>,
+    /// Provider error code.
+    pub error: Option<String>,
+    /// Provider error text.
+    pub error_description: Option<String>,
+}
+
+/// How a callback ended (an unknown state is an error, not an outcome).
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    /// Tokens stored.
+    Connected {
+        /// The connection.
+        connection_id: String,
+        /// Where to send the browser.
+        return_to: Option<String>,
+    },
+    /// The provider refused, or the code exchange failed; recorded as AuthorizationFailed.
+    Failed {
+        /// The connection.
+        connection_id: String,
+        /// OAuth error code.
+        error: String,
+        /// Explanation.
+        description: String,
+        /// Where to send the browser.
+        return_to: Option<String>,
+    },
+}
+
+/// 400 `invalid_state`.
+pub fn invalid_state() -> ApiError {
+    ApiError::bad_request(
+        "invalid_state",
+        "this authorization link is unknown, expired or already used; start the connection again",
+    )
+}
+
+/// Completes an authorization: consumes the state (unknown, expired, reused → `invalid_state`,
+/// nothing stored), records a provider error, or exchanges the code and stores the tokens.
+pub async fn complete_authorization(
+    ctx: &Context,
+    provider: &Provider,
+    params: CallbackParams,
+    metadata: &Metadata,
+) -> Result<CallbackOutcome, ApiError> {
+    let state = params.state.as_deref().unwrap_or("");
+    let keyring = ctx.keyring().await?;
+    let pending = oauth::consume_state(ctx, &keyring, state).await?.ok_or_else(invalid_state)?;
+    let id = ConnectionId::parse(&pending.connection_id).map_err(ApiError::internal)?;
+    let stream_id = id.stream();
+    let failed = Failure {
+        ctx,
+        stream_id: &stream_id,
+        client_id: pending.client_id,
+        id: &id,
+        return_to: &pending.return_to,
+        metadata,
+    };
+    if let Some(error) = params.error.as_deref().filter(|e| !e.is_empty()) {
+        let error = clip_code(error);
+        let description = params.error_description.as_deref().map(clip_text).unwrap_or_else(|| error.clone());
+        return failed.record(error, description).await;
+    }
+    let Some(code) = params.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096) else {
+        return failed.record("invalid_request".into(), "the provider sent neither a code nor an error".into()).await;
+    };
+    let client = match clients::provider(ctx, pending.client_id).await {
+        Ok(c) => c,
+        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
+            return failed
+                .record("client_not_found".into(), "the client was deleted during the authorization".into())
+                .await;
+        }
+        Err(e) => return Err(e),
+    };
+    let endpoint = TokenEndpoint::from(&client);
+    let set = match provider.exchange_code(&endpoint, code, pending.code_verifier.as_ref()).await {
+        Ok(set) => set,
+        Err(e) => {
+            tracing::warn!(connection_id = %id, error = %e, "code exchange failed");
+            return failed.record(e.code().to_owned(), e.message.clone()).await;
+        }
+    };
+    let now = Utc::now();
+    let event = ConnectionEvent::ConnectionAuthorized {
+        client_id: client.id,
+        access_token: keyring.encrypt(Owner::new(&stream_id, "access_token"), set.access_token.expose_secret()),
+        refresh_token: set
+            .refresh_token
+            .as_ref()
+            .map(|r| keyring.encrypt(Owner::new(&stream_id, "refresh_token"), r.expose_secret())),
+        token_type: set.token_type.clone(),
+        expires_at: set.expires_at(now),
+        scopes: set.scopes.clone().unwrap_or_else(|| client.settings.scopes.clone()),
+        provider_data: Value::Object(set.provider_data.clone()),
+    };
+    record_any(ctx, &stream_id, event, metadata).await?;
+    Ok(CallbackOutcome::Connected { connection_id: id.0.clone(), return_to: pending.return_to })
+}
+
+/// Records AuthorizationFailed for a consumed state.
+pub(super) struct Failure<'a> {
+    ctx: &'a Context,
+    stream_id: &'a str,
+    client_id: Uuid,
+    id: &'a ConnectionId,
+    return_to: &'a Option<String>,
+    metadata: &'a Metadata,
+}
+
+impl Failure<'_> {
+    async fn record(&self, error: String, description: String) -> Result<CallbackOutcome, ApiError> {
+        let event = ConnectionEvent::AuthorizationFailed {
+            client_id: self.client_id,
+            error: error.clone(),
+            error_description: Some(description.clone()),
+        };
+        record_any(self.ctx, self.stream_id, event, self.metadata).await?;
+        Ok(CallbackOutcome::Failed {
+            connection_id: self.id.0.clone(),
+            error,
+            description,
+            return_to: self.return_to.clone(),
+        })
+    }
+}
+
+pub(super) fn clip_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_graphic()).take(64).collect()
+}
+
+pub(super) fn clip_text(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
+pub(super) async fn record_any(
+    ctx: &Context,
+    stream_id: &str,
+    event: ConnectionEvent,
+    metadata: &Metadata,
+) -> Result<(), ApiError> {
+    let mut db = ctx.db().get().await?;
+    let tx = db.transaction().await?;
+    // Take the row lock when there is a row, so an authorization never interleaves with a
+    // refresh of the same connection.
+    let id = stream_id.trim_start_matches("connection-");
+    tx.query_typed("SELECT 1 FROM connections WHERE connection_id = $1 FOR UPDATE", &[(&id, Type::TEXT)]).await?;
+    projections::record(&tx, &PROJECTOR, stream_id, ExpectedVersion::Any, &[event], metadata).await?;
+    tx.commit().await?;
+    Ok(())
+}
