@@ -100,7 +100,16 @@ async fn history_shows_an_old_event_no_more_than_a_new_one() {
     };
     let mut db = w.app.ctx.db().get().await.unwrap();
     let tx = db.transaction().await.unwrap();
-    projections::record(&tx, stream, ExpectedVersion::Exact(1), &[old], &Metadata::system("test")).await.unwrap();
+    projections::record(
+        &tx,
+        &shared::connections::PROJECTOR,
+        stream,
+        ExpectedVersion::Exact(1),
+        &[old],
+        &Metadata::system("test"),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     // And one written by hand, with members no event type has.
     w.app
@@ -192,11 +201,11 @@ async fn u0000_in_any_text_field_is_a_400_naming_it_on_every_route() {
     for (field, value) in [
         ("name", json!(NUL)),
         ("client_id", json!(NUL)),
-        ("metadata", json!({"workspace": {"deep": [NUL]}})),
-        ("extra_authorize_params", json!({"k": NUL})),
+        ("metadata.workspace.deep[0]", json!({"workspace": {"deep": [NUL]}})),
+        ("extra_authorize_params.k", json!({"k": NUL})),
     ] {
         let mut body = w.client_body("client_secret_post", false);
-        body[field] = value;
+        body[field.split('.').next().unwrap()] = value;
         cases.push((&w.admin, Method::POST, "/v1/clients".into(), body, field));
     }
     cases.push((&w.admin, Method::PATCH, format!("/v1/clients/{client}"), json!({"name": NUL}), "name"));
