@@ -32,3 +32,4 @@ mod secrets;
 mod signing;
 mod tls;
 mod token_refresh;
+mod untrusted_input;

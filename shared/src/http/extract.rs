@@ -57,7 +57,14 @@ pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], nul_allowed: &dyn Fn(&
         let path = e.path().to_string();
         let inner = e.into_inner();
         let at = value_at(&original, &path);
-        let message = without_value(&strip_position(&inner.to_string()), at);
+        let mut message = without_value(&strip_position(&inner.to_string()), at);
+        if message.starts_with("expected string or map") {
+            // An enum given a number: serde only says "string or map". Asking again with an
+            // empty string in its place makes serde list the variants the field takes.
+            if let Some(variants) = enum_variants::<T>(&original, &path) {
+                message = format!("expected {variants}, found {}", found_name(at));
+            }
+        }
         if path == "." || path.is_empty() {
             return ApiError::invalid_field(field_of(&message).unwrap_or_default(), message);
         }
@@ -112,6 +119,47 @@ fn scrub_nul(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) ->
     Ok(())
 }
 
+fn enum_variants<T: DeserializeOwned>(original: &Value, path: &str) -> Option<String> {
+    let mut probe = original.clone();
+    *value_at_mut(&mut probe, path)? = Value::String(String::new());
+    let err = serde_path_to_error::deserialize::<_, T>(probe).err()?;
+    if err.path().to_string() != path {
+        return None;
+    }
+    let text = err.into_inner().to_string();
+    let rest = text.strip_prefix("unknown variant ``, expected ")?;
+    Some(strip_position(rest))
+}
+
+fn value_at_mut<'a>(root: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    let mut current = root;
+    for part in path.split('.') {
+        let (name, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            current = current.as_object_mut()?.get_mut(name)?;
+        }
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            current = current.as_array_mut()?.get_mut(index.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(current)
+}
+
+fn found_name(refused: Option<&Value>) -> &'static str {
+    match refused {
+        Some(Value::String(_)) => "a string",
+        Some(Value::Number(_)) => "a number",
+        Some(Value::Bool(_)) => "a boolean",
+        Some(Value::Null) => "null",
+        Some(Value::Array(_)) => "an array",
+        Some(Value::Object(_)) => "an object",
+        None => "a value",
+    }
+}
+
 /// The value at a `serde_path_to_error` path (`records[1].service`), when it can be found.
 fn value_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     if path == "." || path.is_empty() {
@@ -138,15 +186,7 @@ fn value_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
 fn without_value(message: &str, refused: Option<&Value>) -> String {
     for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
         if let Some(rest) = message.strip_prefix(prefix) {
-            let found = match refused {
-                Some(Value::String(_)) => "a string",
-                Some(Value::Number(_)) => "a number",
-                Some(Value::Bool(_)) => "a boolean",
-                Some(Value::Null) => "null",
-                Some(Value::Array(_)) => "an array",
-                Some(Value::Object(_)) => "an object",
-                None => "a value",
-            };
+            let found = found_name(refused);
             let expected = rest.rfind(", expected ").map(|i| &rest[i + ", expected ".len()..]);
             return match expected {
                 // The expected text is the type's own description, never input; still, a
@@ -314,6 +354,7 @@ mod tests {
     fn a_number_where_an_enum_belongs_is_a_type_error_not_invalid_json() {
         let err = parse_json::<Client>(br#"{"name":"a","auth_method":7}"#).unwrap_err();
         assert_eq!(err.code, "invalid_request");
+        assert!(err.detail.contains("client_secret_post"), "{}", err.detail);
         assert_eq!(err.field.as_deref(), Some("auth_method"));
         assert!(!err.detail.contains("not valid JSON"), "{}", err.detail);
     }
