@@ -10,6 +10,7 @@ pub mod connections;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod deadline;
 pub mod events;
 pub mod health;
 pub mod http;

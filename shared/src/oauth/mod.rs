@@ -179,6 +179,9 @@ impl From<&ProviderClient> for TokenEndpoint {
 pub struct Provider {
     http: reqwest::Client,
     policy: OutboundPolicy,
+    /// A shorter bound than the client's for each call made through this handle (a
+    /// scheduled refresh with little time left); `None`: the client's timeout.
+    call_timeout: Option<Duration>,
 }
 
 impl Provider {
@@ -210,7 +213,14 @@ impl Provider {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, policy })
+        Ok(Self { http, policy, call_timeout: None })
+    }
+
+    /// The same client (same pool) with every call bounded by `timeout` when that is shorter
+    /// than the client's own: a call that would outlive its caller's deadline times out
+    /// instead, before any answer arrives, so no token the provider issued is ever dropped.
+    pub fn with_call_timeout(&self, timeout: Duration) -> Self {
+        Self { call_timeout: Some(timeout), ..self.clone() }
     }
 
     /// The literal part of the address check (scheme, `PROVIDER_HOSTS`, IP literals, which
@@ -288,7 +298,11 @@ impl Provider {
                 request = request.header(reqwest::header::AUTHORIZATION, basic_auth(endpoint));
             }
         }
-        request.form(&form)
+        let request = request.form(&form);
+        match self.call_timeout {
+            Some(limit) => request.timeout(limit),
+            None => request,
+        }
     }
 
     async fn token_request(
