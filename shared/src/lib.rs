@@ -22,6 +22,7 @@ pub mod outbound;
 pub mod projections;
 pub mod providers;
 pub mod provision;
+pub mod rekey;
 pub mod relay;
 pub mod request_log;
 pub mod roles;

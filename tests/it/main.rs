@@ -23,6 +23,7 @@ mod oauth_flow;
 mod oauth_tokens;
 mod oauth_world;
 mod outbound;
+mod rekey;
 mod relay;
 mod request_log;
 mod request_log_layer;
