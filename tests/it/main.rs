@@ -10,6 +10,7 @@ mod contract;
 mod db;
 mod deploy;
 mod deploy_lifecycle;
+mod dev_reset;
 mod event_store;
 mod fake_provider;
 mod http_plumbing;
