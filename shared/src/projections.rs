@@ -9,9 +9,15 @@
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio_postgres::{IsolationLevel, Transaction};
+use tokio_postgres::{
+    IsolationLevel, Row, Transaction,
+    types::{ToSql, Type},
+};
 
-use crate::events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent};
+use crate::{
+    db::{Db, DbError},
+    events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
+};
 
 /// A projection function: applies one recorded event of its stream kind to its tables.
 pub type ProjectFn =
@@ -80,6 +86,59 @@ pub async fn record<E: Serialize>(
     for event in &recorded {
         apply(std::slice::from_ref(projector), tx, event).await?;
     }
+    Ok(recorded)
+}
+
+/// One change of an event-sourced resource, the shape every update has: lock the resource's
+/// projection row (`lock_sql` ends in `FOR UPDATE` and selects a `version` column), let
+/// `change` turn the row (or its absence) into events or refuse, record them against that
+/// version with `projector`, commit. Nothing is written when `change` refuses or returns no
+/// events. The lock makes concurrent changes queue instead of failing; the version check
+/// still catches a writer that did not lock.
+pub async fn update<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    lock_sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    metadata: &Metadata,
+    change: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    let mut client = db.get().await?;
+    let tx = client.transaction().await.map_err(DbError::Query)?;
+    let rows = tx.query_typed(lock_sql, params).await.map_err(DbError::Query)?;
+    let row = rows.first();
+    let version = row.map(|r| r.get::<_, i32>("version"));
+    let events = change(row)?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+    let recorded = record(&tx, projector, stream_id, expected, &events, metadata).await?;
+    tx.commit().await.map_err(DbError::Query)?;
+    Ok(recorded)
+}
+
+/// Appends `events` to a new stream and projects them, in a transaction of its own.
+pub async fn create<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    events: &[E],
+    metadata: &Metadata,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    let mut client = db.get().await?;
+    let tx = client.transaction().await.map_err(DbError::Query)?;
+    let recorded = record(&tx, projector, stream_id, ExpectedVersion::NoStream, events, metadata).await?;
+    tx.commit().await.map_err(DbError::Query)?;
     Ok(recorded)
 }
 

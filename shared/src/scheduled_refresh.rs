@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 use crate::{
     connections::{self, ConnectionId, LockMode, RefreshOutcome, RefreshRequest, Trigger},
     context::Context,
-    http::ApiError,
+    http::cause_chain,
     oauth::Provider,
 };
 
@@ -94,7 +94,7 @@ enum Tally {
 /// Runs one scheduled refresh that must be done by `deadline`: no provider call starts
 /// later than `deadline - PROVIDER_TIMEOUT - reserve`, so everything in flight is recorded
 /// in time and what is left waits for the next run.
-pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Result<Summary, ApiError> {
+pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Result<Summary, connections::Error> {
     let started = Instant::now();
     let since = Utc::now();
     let config = ctx.config();
@@ -128,7 +128,7 @@ pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Resul
                     Ok(RefreshOutcome::ReauthorizationRequired) => Tally::Reauthorization,
                     Ok(_) => Tally::Skipped,
                     Err(e) => {
-                        tracing::error!(connection_id = %id, error = %e, "scheduled refresh could not run");
+                        tracing::error!(connection_id = %id, error = %cause_chain(&e), "scheduled refresh could not run");
                         Tally::Failed
                     }
                 }

@@ -1,7 +1,21 @@
 //! Starting and completing authorizations (`POST /v1/connections/authorize`, the callback).
 
-#[allow(unused_imports)]
-use super::*;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{ConnectionEvent, ConnectionId, Error, PROJECTOR, Status};
+use crate::{
+    clients,
+    context::Context,
+    crypto::Owner,
+    events::{ExpectedVersion, Metadata},
+    oauth::{self, Provider, TokenEndpoint},
+    projections,
+};
 
 /// The body of `POST /v1/connections/authorize`.
 #[derive(Debug, Deserialize)]
@@ -25,13 +39,13 @@ pub struct AuthorizeStart {
     pub expires_at: DateTime<Utc>,
 }
 
-pub(super) const OWNER_OF: &str = "SELECT client_id, status FROM connections WHERE connection_id = $1";
+const OWNER_OF: &str = include_str!("sql/owner_of.sql");
+const LOCK_ANY: &str = include_str!("sql/lock_any.sql");
 
 /// Starts an authorization: a random single-use state (10 minutes) remembering the client,
 /// connection, PKCE verifier and `return_to`.
-pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, ApiError> {
-    let id =
-        ConnectionId::parse(&req.connection_id).map_err(|e| ApiError::invalid_field("connection_id", e.to_string()))?;
+pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, Error> {
+    let id = ConnectionId::parse(&req.connection_id).map_err(|e| Error::invalid("connection_id", e.to_string()))?;
     let return_to = match req.return_to.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => Some(clients::parse_endpoint("return_to", raw)?.to_string()),
@@ -39,13 +53,11 @@ pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result
     let client = clients::provider(ctx, req.client_id).await?;
     let rows = ctx.db().query(OWNER_OF, &[(&id.as_str(), Type::TEXT)]).await?;
     if let Some(row) = rows.first() {
-        let owner: Uuid = row.get(0);
-        let status: String = row.get(1);
-        if owner != client.id && status != Status::Revoked.as_str() {
-            return Err(ApiError::conflict(
-                "connection_exists",
-                format!("connection '{id}' belongs to another client; revoke it first or choose another id"),
-            ));
+        let owner: Uuid = row.get("client_id");
+        // An unknown stored status counts as live: the id stays taken (fails closed).
+        let revoked = Status::parse(row.get("status")) == Some(Status::Revoked);
+        if owner != client.id && !revoked {
+            return Err(Error::OwnedByAnotherClient(id));
         }
     }
     let keyring = ctx.keyring().await?;
@@ -91,14 +103,6 @@ pub enum CallbackOutcome {
     },
 }
 
-/// 400 `invalid_state`.
-pub fn invalid_state() -> ApiError {
-    ApiError::bad_request(
-        "invalid_state",
-        "this authorization link is unknown, expired or already used; start the connection again",
-    )
-}
-
 /// Completes an authorization: consumes the state (unknown, expired, reused → `invalid_state`,
 /// nothing stored), records a provider error, or exchanges the code and stores the tokens.
 pub async fn complete_authorization(
@@ -106,11 +110,12 @@ pub async fn complete_authorization(
     provider: &Provider,
     params: CallbackParams,
     metadata: &Metadata,
-) -> Result<CallbackOutcome, ApiError> {
+) -> Result<CallbackOutcome, Error> {
     let state = params.state.as_deref().unwrap_or("");
     let keyring = ctx.keyring().await?;
-    let pending = oauth::consume_state(ctx, &keyring, state).await?.ok_or_else(invalid_state)?;
-    let id = ConnectionId::parse(&pending.connection_id).map_err(ApiError::internal)?;
+    let pending = oauth::consume_state(ctx, &keyring, state).await?.ok_or(Error::InvalidState)?;
+    let id = ConnectionId::parse(&pending.connection_id)
+        .map_err(|_| Error::UnknownStored { what: "pending connection_id", value: pending.connection_id.clone() })?;
     let stream_id = id.stream();
     let failed = Failure {
         ctx,
@@ -135,7 +140,7 @@ pub async fn complete_authorization(
                 .record("client_not_found".into(), "the client was deleted during the authorization".into())
                 .await;
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let endpoint = TokenEndpoint::from(&client);
     let set = match provider.exchange_code(&endpoint, code, pending.code_verifier.as_ref()).await {
@@ -163,7 +168,7 @@ pub async fn complete_authorization(
 }
 
 /// Records AuthorizationFailed for a consumed state.
-pub(super) struct Failure<'a> {
+struct Failure<'a> {
     ctx: &'a Context,
     stream_id: &'a str,
     client_id: Uuid,
@@ -173,7 +178,7 @@ pub(super) struct Failure<'a> {
 }
 
 impl Failure<'_> {
-    async fn record(&self, error: String, description: String) -> Result<CallbackOutcome, ApiError> {
+    async fn record(&self, error: String, description: String) -> Result<CallbackOutcome, Error> {
         let event = ConnectionEvent::AuthorizationFailed {
             client_id: self.client_id,
             error: error.clone(),
@@ -189,11 +194,11 @@ impl Failure<'_> {
     }
 }
 
-pub(super) fn clip_code(code: &str) -> String {
+fn clip_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_graphic()).take(64).collect()
 }
 
-pub(super) fn clip_text(text: &str) -> String {
+fn clip_text(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
@@ -202,13 +207,13 @@ pub(super) async fn record_any(
     stream_id: &str,
     event: ConnectionEvent,
     metadata: &Metadata,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
     // Take the row lock when there is a row, so an authorization never interleaves with a
     // refresh of the same connection.
     let id = stream_id.trim_start_matches("connection-");
-    tx.query_typed("SELECT 1 FROM connections WHERE connection_id = $1 FOR UPDATE", &[(&id, Type::TEXT)]).await?;
+    tx.query_typed(LOCK_ANY, &[(&id, Type::TEXT)]).await?;
     projections::record(&tx, &PROJECTOR, stream_id, ExpectedVersion::Any, &[event], metadata).await?;
     tx.commit().await?;
     Ok(())

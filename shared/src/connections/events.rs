@@ -1,7 +1,11 @@
 //! The events of a `connection-<id>` stream (token fields hold ciphertexts only).
 
-#[allow(unused_imports)]
-use super::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Trigger;
 
 /// Events of a `connection-<id>` stream. Token fields hold ciphertexts only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

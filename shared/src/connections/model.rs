@@ -1,8 +1,24 @@
-//! Connection values: the id, status, trigger, the listed view, the decrypted token and the
-//! per-environment refresher.
+//! Connection values: the id, status, trigger, the listed view, the stored and the decrypted
+//! token, and the per-environment refresher.
 
-#[allow(unused_imports)]
-use super::*;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError, Weak},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{Error, INLINE_RETRY_INTERVAL};
+use crate::{
+    crypto::{KeyRing, Owner},
+    oauth::Provider,
+};
 
 /// A caller's name for one connection: 1–128 characters of `A-Z a-z 0-9 . _ : -`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,14 +65,9 @@ pub(super) fn stream(id: &str) -> String {
     format!("connection-{id}")
 }
 
-/// 404 `connection_not_found`.
-pub fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("connection_not_found", format!("no connection '{id}'"))
-}
-
 /// A path segment as a connection id; an impossible id is simply not found.
-pub fn parse_path_id(raw: &str) -> Result<ConnectionId, ApiError> {
-    ConnectionId::parse(raw).map_err(|_| not_found(raw))
+pub fn parse_path_id(raw: &str) -> Result<ConnectionId, Error> {
+    ConnectionId::parse(raw).map_err(|_| Error::NotFound(raw.to_owned()))
 }
 
 /// What caused a refresh.
@@ -101,6 +112,11 @@ impl Status {
         [Self::Active, Self::RefreshFailing, Self::ReauthorizationRequired, Self::Revoked]
             .into_iter()
             .find(|v| v.as_str() == s)
+    }
+
+    /// A stored status; an unknown one is an error, never a guess (fails closed).
+    pub(super) fn stored(s: &str) -> Result<Self, Error> {
+        Self::parse(s).ok_or_else(|| Error::UnknownStored { what: "status", value: s.to_owned() })
     }
 }
 
@@ -184,6 +200,45 @@ impl Token {
     }
 }
 
+/// A connection's token as stored: the access token still a ciphertext. One home for
+/// reading it off a row and decrypting it, used by the hot path and under the row lock.
+#[derive(Debug, Clone)]
+pub(super) struct StoredToken {
+    pub(super) client_id: Uuid,
+    pub(super) access_token: Option<String>,
+    pub(super) token_type: String,
+    pub(super) expires_at: Option<DateTime<Utc>>,
+    pub(super) scopes: Vec<String>,
+}
+
+impl StoredToken {
+    /// Reads the columns `{prefix}client_id`, `{prefix}access_token`, `{prefix}token_type`,
+    /// `{prefix}expires_at` and `{prefix}scopes`.
+    pub(super) fn from_row(row: &Row, prefix: &str) -> Self {
+        let col = |name: &str| format!("{prefix}{name}");
+        Self {
+            client_id: row.get(col("client_id").as_str()),
+            access_token: row.get(col("access_token").as_str()),
+            token_type: row.get(col("token_type").as_str()),
+            expires_at: row.get(col("expires_at").as_str()),
+            scopes: row.get(col("scopes").as_str()),
+        }
+    }
+
+    /// The decrypted token, when the connection has one.
+    pub(super) fn decrypt(&self, keyring: &KeyRing, id: &ConnectionId) -> Result<Option<Token>, Error> {
+        let Some(ct) = &self.access_token else { return Ok(None) };
+        Ok(Some(Token {
+            connection_id: id.0.clone(),
+            client_id: self.client_id,
+            access_token: decrypt(keyring, &id.stream(), "access_token", ct)?,
+            token_type: self.token_type.clone(),
+            expires_at: self.expires_at,
+            scopes: self.scopes.clone(),
+        }))
+    }
+}
+
 /// What one execution environment needs to refresh tokens: the provider client and the
 /// in-process gate. The gate only saves pool connections (waiters in one environment queue
 /// in memory, not on the row lock); the database lock is what makes refreshes single.
@@ -227,8 +282,8 @@ impl RefreshGate {
     }
 }
 
-pub(super) fn decrypt(keyring: &KeyRing, stream_id: &str, field: &str, stored: &str) -> Result<SecretString, ApiError> {
-    keyring.decrypt(Owner::new(stream_id, field), stored).map_err(ApiError::internal)
+pub(super) fn decrypt(keyring: &KeyRing, stream_id: &str, field: &str, stored: &str) -> Result<SecretString, Error> {
+    Ok(keyring.decrypt(Owner::new(stream_id, field), stored)?)
 }
 
 pub(super) fn is_due(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>, within: Duration) -> bool {
