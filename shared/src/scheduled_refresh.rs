@@ -75,11 +75,14 @@ impl Summary {
 
 const CANDIDATES: &str = "
 SELECT connection_id FROM connections
-WHERE status IN ('active', 'refresh_failing') AND refresh_token IS NOT NULL
+WHERE status IN ('active', 'refresh_failing')
   AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-  AND (expires_at <= now() + make_interval(secs => $1)
-       OR ($2::float8 IS NOT NULL
-           AND (refresh_token_used_at IS NULL OR refresh_token_used_at <= now() - make_interval(secs => $2))))
+  AND ((refresh_token IS NOT NULL
+        AND (expires_at <= now() + make_interval(secs => $1)
+             OR ($2::float8 IS NOT NULL
+                 AND (refresh_token_used_at IS NULL OR refresh_token_used_at <= now() - make_interval(secs => $2)))))
+       -- A client-credentials connection is renewed with the client's credentials (§6.14).
+       OR (grant_type = 'client_credentials' AND expires_at <= now() + make_interval(secs => $1)))
 ORDER BY expires_at NULLS LAST, connection_id
 LIMIT $3";
 

@@ -1,5 +1,7 @@
 //! Status, listing, history and revocation of connections.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -7,7 +9,8 @@ use tokio_postgres::{Row, types::Type};
 use uuid::Uuid;
 
 use super::{
-    Connection, ConnectionEvent, ConnectionId, Error, LOCK_WAIT, Locked, PROJECTOR, Status, decrypt, lock_row,
+    Connection, ConnectionEvent, ConnectionId, Error, Grant, LOCK_WAIT, Locked, PROJECTOR, Status, Tags, decrypt,
+    lock_row,
 };
 use crate::{
     context::Context,
@@ -31,6 +34,8 @@ fn view(row: &Row) -> Result<Connection, Error> {
         last_error: row.get("last_error"),
         scopes: row.get("scopes"),
         provider_data: row.get("provider_data"),
+        tags: Tags::stored(row.get("tags"))?,
+        grant: Grant::stored(row.get("grant_type"))?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -54,6 +59,9 @@ pub struct ListParams {
     pub limit: Option<i64>,
     /// Opaque cursor.
     pub cursor: Option<String>,
+    /// Only connections with all these tags (`?tag.<name>=<value>`, see [`split_tag_filters`]).
+    #[serde(skip)]
+    pub tags: Tags,
 }
 
 /// Connections in id order.
@@ -71,11 +79,20 @@ pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>,
         .map(Status::as_str);
     let after: Option<String> = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let fetch = limit + 1;
+    // Containment (`tags @> {...}`), which the GIN index on tags serves; the keyset on
+    // connection_id pages through the matches.
+    let tags = (!params.tags.is_empty()).then(|| params.tags.to_json());
     let rows = ctx
         .db()
         .query(
             LIST,
-            &[(&params.client_id, Type::UUID), (&status, Type::TEXT), (&after, Type::TEXT), (&fetch, Type::INT8)],
+            &[
+                (&params.client_id, Type::UUID),
+                (&status, Type::TEXT),
+                (&after, Type::TEXT),
+                (&fetch, Type::INT8),
+                (&tags, Type::JSONB),
+            ],
         )
         .await?;
     let mut items = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
@@ -84,6 +101,40 @@ pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>,
         encode_cursor(&items.last().map(|c| c.connection_id.clone()))
     });
     Ok(Page { items, next_cursor })
+}
+
+/// The body of `PATCH /v1/connections/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsPatch {
+    /// The connection's new tags (all of them; `{}` removes every tag).
+    pub tags: BTreeMap<String, String>,
+}
+
+const LOCK_TAGS: &str = include_str!("sql/lock_tags.sql");
+
+/// `PATCH /v1/connections/{id} {"tags"}`: replaces the tags (ConnectionTagsChanged), unless
+/// they are the same already; a revoked connection keeps its tags (409).
+pub async fn update_tags(
+    ctx: &Context,
+    id: &ConnectionId,
+    patch: TagsPatch,
+    metadata: &Metadata,
+) -> Result<Connection, Error> {
+    let tags = Tags::parse("tags", patch.tags)?;
+    let current = get(ctx, id).await?;
+    if current.tags != tags {
+        let key = id.as_str();
+        projections::update(ctx.db(), &PROJECTOR, &id.stream(), LOCK_TAGS, &[(&key, Type::TEXT)], metadata, |row| {
+            let row = row.ok_or_else(|| Error::NotFound(id.to_string()))?;
+            if Status::stored(row.get("status"))? == Status::Revoked {
+                return Err(Error::Revoked(id.clone()));
+            }
+            Ok(vec![ConnectionEvent::ConnectionTagsChanged { tags }])
+        })
+        .await?;
+    }
+    get(ctx, id).await
 }
 
 /// One event of a connection's history, without secrets.

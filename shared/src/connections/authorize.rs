@@ -1,5 +1,7 @@
 //! Starting and completing authorizations (`POST /v1/connections/authorize`, the callback).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -7,7 +9,7 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::{ConnectionEvent, ConnectionId, Error, PROJECTOR, Status};
+use super::{ConnectionEvent, ConnectionId, Error, Grant, PROJECTOR, Status, Tags};
 use crate::{
     clients,
     context::Context,
@@ -28,6 +30,9 @@ pub struct AuthorizeRequest {
     /// Where the browser goes after the callback.
     #[serde(default)]
     pub return_to: Option<String>,
+    /// The caller's labels for the connection (kept with the pending state until the callback).
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// The answer of `POST /v1/connections/authorize`.
@@ -46,6 +51,7 @@ const LOCK_ANY: &str = include_str!("sql/lock_any.sql");
 /// connection, PKCE verifier and `return_to`.
 pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, Error> {
     let id = ConnectionId::parse(&req.connection_id).map_err(|e| Error::invalid("connection_id", e.to_string()))?;
+    let tags = req.tags.map(|t| Tags::parse("tags", t)).transpose()?;
     let return_to = match req.return_to.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => Some(clients::parse_endpoint("return_to", raw)?.to_string()),
@@ -61,8 +67,14 @@ pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result
         }
     }
     let keyring = ctx.keyring().await?;
-    let (state, challenge, expires_at) =
-        oauth::create_state(ctx, &keyring, client.id, id.as_str(), client.settings.pkce, return_to.as_deref()).await?;
+    let pending = oauth::NewState {
+        client_id: client.id,
+        connection_id: id.as_str(),
+        pkce: client.settings.pkce,
+        return_to: return_to.as_deref(),
+        tags: tags.as_ref().map(Tags::to_json),
+    };
+    let (state, challenge, expires_at) = oauth::create_state(ctx, &keyring, pending).await?;
     let url = oauth::authorize_url(&client, &state, challenge.as_deref())?;
     Ok(AuthorizeStart { authorize_url: url.to_string(), expires_at })
 }
@@ -162,6 +174,9 @@ pub async fn complete_authorization(
         expires_at: set.expires_at(now),
         scopes: set.scopes.clone().unwrap_or_else(|| client.settings.scopes.clone()),
         provider_data: Value::Object(set.provider_data.clone()),
+        // Tags the caller gave when it started; a state of the previous release has none.
+        tags: pending.tags.map(Tags::stored).transpose()?,
+        grant: Grant::AuthorizationCode,
     };
     record_any(ctx, &stream_id, event, metadata).await?;
     Ok(CallbackOutcome::Connected { connection_id: id.0.clone(), return_to: pending.return_to })
@@ -202,6 +217,7 @@ fn clip_text(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
+/// Records `event` under the connection's row lock (when there is a row) at any version.
 pub(super) async fn record_any(
     ctx: &Context,
     stream_id: &str,

@@ -19,22 +19,28 @@ mod admin;
 mod authorize;
 mod error;
 mod events;
+mod grant;
 mod model;
 mod projection;
 pub mod refresh;
+mod tags;
 mod token;
 
-pub use admin::{HistoryItem, ListParams, get, history, list, revoke};
+pub use admin::{HistoryItem, ListParams, TagsPatch, get, history, list, revoke, update_tags};
 pub use authorize::{
     AuthorizeRequest, AuthorizeStart, CallbackOutcome, CallbackParams, complete_authorization, start_authorization,
 };
 pub use error::Error;
 pub use events::ConnectionEvent;
-pub use model::{Connection, ConnectionId, InvalidConnectionId, Refresher, Status, Token, Trigger, parse_path_id};
+pub use grant::{NewConnection, create};
+pub use model::{
+    Connection, ConnectionId, Grant, InvalidConnectionId, Refresher, Status, Token, Trigger, parse_path_id,
+};
 use model::{StoredToken, decrypt, is_due, retry_after_throttle};
 pub use projection::{PROJECTOR, project};
 use refresh::{LOCK_WAIT, Locked, lock_row};
 pub use refresh::{LockMode, RefreshOutcome, RefreshRequest, backoff, refresh};
+pub use tags::{MAX_TAGS, Tags, split_tag_filters};
 pub use token::{fetch_token, force_refresh};
 
 #[cfg(test)]

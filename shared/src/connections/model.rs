@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Error, INLINE_RETRY_INTERVAL};
+use super::{Error, INLINE_RETRY_INTERVAL, Tags};
 use crate::{
     crypto::{KeyRing, Owner},
     oauth::Provider,
@@ -120,6 +120,42 @@ impl Status {
     }
 }
 
+/// How a connection's tokens are obtained and renewed (DESIGN §6.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A user authorized it in the browser; renewed with the refresh token, if any.
+    #[default]
+    AuthorizationCode,
+    /// The client's own credentials; renewed by asking for a new token the same way.
+    ClientCredentials,
+}
+
+impl Grant {
+    /// The wire name (also the `grant_type` of the token request).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::AuthorizationCode, Self::ClientCredentials].into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// A stored grant; an unknown one is an error, never a guess (fails closed).
+    pub(super) fn stored(s: &str) -> Result<Self, Error> {
+        Self::parse(s).ok_or_else(|| Error::UnknownStored { what: "grant_type", value: s.to_owned() })
+    }
+
+    /// True for the default (left out of events, so that old and new ones read the same).
+    pub fn is_authorization_code(&self) -> bool {
+        *self == Self::AuthorizationCode
+    }
+}
+
 /// A connection as listed: no secrets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Connection {
@@ -141,6 +177,10 @@ pub struct Connection {
     pub scopes: Vec<String>,
     /// Extra fields the provider returned (Zoho's `api_domain`, …).
     pub provider_data: Value,
+    /// The caller's labels (DESIGN §6.14).
+    pub tags: Tags,
+    /// How its tokens are obtained.
+    pub grant: Grant,
     /// First authorization.
     pub created_at: DateTime<Utc>,
     /// Last change.

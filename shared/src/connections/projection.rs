@@ -15,6 +15,7 @@ const REFRESHED: &str = include_str!("sql/projection_refreshed.sql");
 const REFRESH_FAILED: &str = include_str!("sql/projection_refresh_failed.sql");
 const REAUTHORIZATION: &str = include_str!("sql/projection_reauthorization.sql");
 const REVOKED: &str = include_str!("sql/projection_revoked.sql");
+const TAGS: &str = include_str!("sql/projection_tags.sql");
 
 /// Applies one `connection-` event to the `connections` projection.
 pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
@@ -33,7 +34,11 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
             expires_at,
             scopes,
             provider_data,
+            tags,
+            grant,
         } => {
+            let tags = tags.map(|t| t.to_json());
+            let grant = grant.as_str();
             tx.query_typed(
                 AUTHORIZED,
                 &[
@@ -47,7 +52,17 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
                     (&provider_data, Type::JSONB),
                     (at, Type::TIMESTAMPTZ),
                     (version, Type::INT4),
+                    (&tags, Type::JSONB),
+                    (&grant, Type::TEXT),
                 ],
+            )
+            .await?;
+        }
+        ConnectionEvent::ConnectionTagsChanged { tags } => {
+            let tags = tags.to_json();
+            tx.query_typed(
+                TAGS,
+                &[(&id, Type::TEXT), (&tags, Type::JSONB), (at, Type::TIMESTAMPTZ), (version, Type::INT4)],
             )
             .await?;
         }

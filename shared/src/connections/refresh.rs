@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio_postgres::{Row, Transaction, error::SqlState, types::Type};
 
 use super::{
-    ConnectionEvent, ConnectionId, Error, INLINE_RETRY_INTERVAL, PROJECTOR, Status, StoredToken, Token, Trigger,
+    ConnectionEvent, ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, PROJECTOR, Status, StoredToken, Token, Trigger,
     decrypt, is_due, retry_after_throttle, token::usable_or_503,
 };
 use crate::{
@@ -175,8 +175,11 @@ pub fn decide(c: &Locked, trigger: Trigger, now: DateTime<Utc>, policy: &Policy)
             }
         }
         Trigger::Scheduled => {
-            let keepalive_due =
-                policy.keepalive.is_some_and(|idle| c.refresh_token_used_at.is_none_or(|t| t <= now - seconds(idle)));
+            // Keep-alive is for idle refresh tokens; a client-credentials grant has none.
+            let keepalive_due = c.refresh_token.is_some()
+                && policy
+                    .keepalive
+                    .is_some_and(|idle| c.refresh_token_used_at.is_none_or(|t| t <= now - seconds(idle)));
             let due = is_due(expires_at, now, policy.refresh_window) || keepalive_due;
             let backing_off = c.next_attempt_at.is_some_and(|t| t > now);
             if refreshed_meanwhile || !due || backing_off {
@@ -184,7 +187,7 @@ pub fn decide(c: &Locked, trigger: Trigger, now: DateTime<Utc>, policy: &Policy)
             }
         }
     }
-    if c.refresh_token.is_none() {
+    if c.refresh_token.is_none() && c.grant != Grant::ClientCredentials {
         // Nothing to refresh with: an inline caller still gets a token that has not expired.
         let usable =
             trigger == Trigger::OnDemand && c.token.access_token.is_some() && expires_at.is_none_or(|e| e > now);
@@ -209,6 +212,7 @@ pub(super) const LOCK_SKIP: &str = concat!(include_str!("sql/lock.sql"), " SKIP 
 pub struct Locked {
     pub(super) token: StoredToken,
     pub(super) status: Status,
+    pub(super) grant: Grant,
     pub(super) refresh_token: Option<String>,
     pub(super) last_refreshed_at: Option<DateTime<Utc>>,
     pub(super) last_failed_at: Option<DateTime<Utc>>,
@@ -225,6 +229,7 @@ impl Locked {
         let token = StoredToken::from_row(row, "");
         Ok(Self {
             status: Status::stored(row.get("status"))?,
+            grant: Grant::stored(row.get("grant_type"))?,
             refresh_token: row.get("refresh_token"),
             last_refreshed_at: row.get("last_refreshed_at"),
             last_failed_at: row.get("last_failed_at"),
@@ -312,11 +317,16 @@ pub async fn refresh(ctx: &Context, provider: &Provider, req: RefreshRequest<'_>
         Decision::NoRefreshToken => return Ok(RefreshOutcome::NoRefreshToken),
         Decision::Refresh => {}
     }
-    let Some(stored_refresh) = &c.refresh_token else { return Ok(RefreshOutcome::NoRefreshToken) };
+    let answer = match (c.grant, &c.refresh_token) {
+        // The client's credentials are the grant: ask again for the scopes it holds.
+        (Grant::ClientCredentials, _) => provider.client_credentials(&c.endpoint, &c.token.scopes).await,
+        (Grant::AuthorizationCode, Some(stored)) => {
+            let refresh_token = decrypt(&keyring, &id.stream(), "refresh_token", stored)?;
+            provider.refresh(&c.endpoint, &refresh_token).await
+        }
+        (Grant::AuthorizationCode, None) => return Ok(RefreshOutcome::NoRefreshToken),
+    };
     let current = current()?;
-    let stream_id = id.stream();
-    let refresh_token = decrypt(&keyring, &stream_id, "refresh_token", stored_refresh)?;
-    let answer = provider.refresh(&c.endpoint, &refresh_token).await;
     let outcome = record_answer(&tx, &keyring, id, &c, current, answer, req.trigger, req.metadata).await?;
     tx.commit().await?;
     Ok(outcome)
@@ -352,7 +362,7 @@ pub(super) async fn record_answer(
                 scopes: set.scopes.unwrap_or_else(|| c.token.scopes.clone()),
             })
         }
-        Err(error) if !error.class.is_transient() && is_dead_grant(&error) => {
+        Err(error) if is_dead_grant(c.grant, &error) => {
             tracing::warn!(connection_id = %id, error = %error, "grant refused; reauthorization required");
             let event = ConnectionEvent::ReauthorizationRequired {
                 trigger,
@@ -381,9 +391,12 @@ pub(super) async fn record_answer(
 }
 
 /// A refused grant that only a new authorization cures: `invalid_grant`, and for a
-/// client-credentials connection (whose "grant" is the client itself) `invalid_client`.
-fn is_dead_grant(error: &ProviderError) -> bool {
+/// client-credentials connection (whose grant is the client itself) `invalid_client`.
+fn is_dead_grant(grant: Grant, error: &ProviderError) -> bool {
     error.class == ErrorClass::InvalidGrant
+        || (grant == Grant::ClientCredentials
+            && error.class == ErrorClass::Rejected
+            && error.error.as_deref() == Some("invalid_client"))
 }
 
 pub(super) fn refreshed_event(
@@ -441,6 +454,7 @@ mod tests {
                 scopes: vec![],
             },
             status: Status::Active,
+            grant: Grant::AuthorizationCode,
             refresh_token: Some("rt".into()),
             last_refreshed_at: None,
             last_failed_at: None,
@@ -541,5 +555,33 @@ mod tests {
         assert_eq!(decide(&c, Trigger::OnDemand, at(10), &policy()), Decision::NoRefreshToken, "expired");
         c.token.access_token = None;
         assert_eq!(decide(&c, Trigger::OnDemand, at(0), &policy()), Decision::NoRefreshToken);
+    }
+
+    #[test]
+    fn client_credentials_are_renewed_without_a_refresh_token() {
+        let mut c = locked(Some(10));
+        c.grant = Grant::ClientCredentials;
+        c.refresh_token = None;
+        for trigger in ALL {
+            assert_eq!(decide(&c, trigger, at(0), &policy()), Decision::Refresh, "{trigger:?}");
+        }
+        assert_eq!(decide(&locked(Some(301)), Trigger::OnDemand, at(0), &policy()), Decision::Current);
+    }
+
+    #[test]
+    fn invalid_client_kills_only_a_client_credentials_grant() {
+        let refused = |code: &str, class| ProviderError {
+            class,
+            error: Some(code.into()),
+            message: "no".into(),
+            retry_after: None,
+        };
+        let invalid_client = refused("invalid_client", ErrorClass::Rejected);
+        assert!(is_dead_grant(Grant::ClientCredentials, &invalid_client));
+        assert!(!is_dead_grant(Grant::AuthorizationCode, &invalid_client));
+        for grant in [Grant::AuthorizationCode, Grant::ClientCredentials] {
+            assert!(is_dead_grant(grant, &refused("invalid_grant", ErrorClass::InvalidGrant)));
+            assert!(!is_dead_grant(grant, &refused("server_error", ErrorClass::ServerError)));
+        }
     }
 }

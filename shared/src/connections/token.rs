@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Row, types::Type};
 
 use super::{
-    ConnectionId, Error, INLINE_RETRY_INTERVAL, LockMode, RefreshOutcome, RefreshRequest, Refresher, Status,
+    ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, LockMode, RefreshOutcome, RefreshRequest, Refresher, Status,
     StoredToken, Token, Trigger, is_due, refresh, retry_after_throttle,
 };
 use crate::{
@@ -101,11 +101,9 @@ pub async fn fetch_token(
         return Ok(token);
     }
     if !snapshot.has_refresh_token {
-        // Nothing to refresh with: the token is good until it expires, then only a new
-        // authorization helps.
-        if !token.is_expired(now) {
-            return Ok(token);
-        }
+        // Nothing to refresh with: an authorization-code token is good until it expires, then
+        // only a new authorization helps; a client-credentials one is renewed now. The lookup
+        // does not say which; the re-read below does (and hands the first kind out).
     } else if snapshot.status == Status::RefreshFailing
         && snapshot
             .last_failed_at
@@ -151,8 +149,16 @@ async fn reread(
     if let Some(err) = status_error(id, snapshot.status) {
         return Err(err);
     }
+    let now = Utc::now();
     let refreshed_meanwhile = snapshot.last_refreshed_at.is_some_and(|t| t >= since);
-    if refreshed_meanwhile || !is_due(snapshot.token.expires_at, Utc::now(), ctx.config().token_expiry_buffer) {
+    let grant = rows.first().map(|r| Grant::stored(r.get("o_grant_type"))).transpose()?;
+    let live_without_renewal = !snapshot.has_refresh_token
+        && grant == Some(Grant::AuthorizationCode)
+        && snapshot.token.expires_at.is_none_or(|e| e > now);
+    if refreshed_meanwhile
+        || live_without_renewal
+        || !is_due(snapshot.token.expires_at, now, ctx.config().token_expiry_buffer)
+    {
         return snapshot.token.decrypt(keyring, id);
     }
     Ok(None)
