@@ -240,6 +240,34 @@ impl Token {
     }
 }
 
+/// The names of a token's columns in a statement's result.
+pub(super) struct TokenColumns {
+    client_id: &'static str,
+    access_token: &'static str,
+    token_type: &'static str,
+    expires_at: &'static str,
+    scopes: &'static str,
+}
+
+impl TokenColumns {
+    /// The `connections` table's own names.
+    pub(super) const TABLE: Self = Self {
+        client_id: "client_id",
+        access_token: "access_token",
+        token_type: "token_type",
+        expires_at: "expires_at",
+        scopes: "scopes",
+    };
+    /// The `o_…` names of `token_lookup` (and of `sql/fetch.sql`, which mirrors it).
+    pub(super) const LOOKUP: Self = Self {
+        client_id: "o_client_id",
+        access_token: "o_access_token",
+        token_type: "o_token_type",
+        expires_at: "o_expires_at",
+        scopes: "o_scopes",
+    };
+}
+
 /// A connection's token as stored: the access token still a ciphertext. One home for
 /// reading it off a row and decrypting it, used by the hot path and under the row lock.
 #[derive(Debug, Clone)]
@@ -252,16 +280,14 @@ pub(super) struct StoredToken {
 }
 
 impl StoredToken {
-    /// Reads the columns `{prefix}client_id`, `{prefix}access_token`, `{prefix}token_type`,
-    /// `{prefix}expires_at` and `{prefix}scopes`.
-    pub(super) fn from_row(row: &Row, prefix: &str) -> Self {
-        let col = |name: &str| format!("{prefix}{name}");
+    /// Reads the token's columns, named as `columns` says.
+    pub(super) fn from_row(row: &Row, columns: &TokenColumns) -> Self {
         Self {
-            client_id: row.get(col("client_id").as_str()),
-            access_token: row.get(col("access_token").as_str()),
-            token_type: row.get(col("token_type").as_str()),
-            expires_at: row.get(col("expires_at").as_str()),
-            scopes: row.get(col("scopes").as_str()),
+            client_id: row.get(columns.client_id),
+            access_token: row.get(columns.access_token),
+            token_type: row.get(columns.token_type),
+            expires_at: row.get(columns.expires_at),
+            scopes: row.get(columns.scopes),
         }
     }
 

@@ -14,8 +14,8 @@ use serde_json::Value;
 use tokio_postgres::{Row, Transaction, error::SqlState, types::Type};
 
 use super::{
-    ConnectionEvent, ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, PROJECTOR, Status, StoredToken, Token, Trigger,
-    decrypt, is_due, retry_after_throttle, token::usable_or_503,
+    ConnectionEvent, ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, PROJECTOR, Status, StoredToken, Token,
+    TokenColumns, Trigger, decrypt, is_due, retry_after_throttle, token::usable_or_503,
 };
 use crate::{
     clients::{self, AuthMethod},
@@ -226,7 +226,7 @@ pub struct Locked {
 impl Locked {
     pub(super) fn from_row(row: &Row, keyring: &KeyRing) -> Result<Self, Error> {
         let auth_method: String = row.get("auth_method");
-        let token = StoredToken::from_row(row, "");
+        let token = StoredToken::from_row(row, &TokenColumns::TABLE);
         Ok(Self {
             status: Status::stored(row.get("status"))?,
             grant: Grant::stored(row.get("grant_type"))?,

@@ -7,7 +7,7 @@ use tokio_postgres::{Row, types::Type};
 
 use super::{
     ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, LockMode, RefreshOutcome, RefreshRequest, Refresher, Status,
-    StoredToken, Token, Trigger, is_due, refresh, retry_after_throttle,
+    StoredToken, Token, TokenColumns, Trigger, is_due, refresh, retry_after_throttle,
 };
 use crate::{
     auth::{self, Scope},
@@ -41,7 +41,7 @@ impl Snapshot {
             return Ok(None);
         }
         Ok(Some(Self {
-            token: StoredToken::from_row(row, "o_"),
+            token: StoredToken::from_row(row, &TokenColumns::LOOKUP),
             status: Status::stored(row.get("o_status"))?,
             last_failed_at: row.get("o_last_failed_at"),
             last_refreshed_at: row.get("o_last_refreshed_at"),
