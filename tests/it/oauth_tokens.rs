@@ -664,3 +664,38 @@ async fn client_credentials_refusals_are_answered_and_invalid_client_needs_reaut
     assert_eq!((taken.status, taken.json["code"].as_str()), (StatusCode::CONFLICT, Some("connection_exists")));
     assert_connections_replay(&w, via_api).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_fetches_of_a_due_client_credentials_token_make_one_provider_call_across_two_environments() {
+    let w = World::new("client_secret_post").await;
+    let client = w.register("client_secret_post", false).await;
+    let via_api = allow_client_credentials(&w, &client).await;
+    w.provider.set(|b| b.expires_in = Some(60));
+    assert_eq!(create_cc(&w, &client, "svc-1", json!({})).await.status, StatusCode::CREATED);
+    w.provider.set(|b| {
+        b.expires_in = Some(3600);
+        b.delay = Duration::from_millis(400);
+    });
+    let before = w.provider.client_credentials_calls();
+    let first = serve(w.tokens.clone()).await;
+    let second = serve(token_fetch::router(w.app.another_context("token-fetch"))).await;
+    let http = reqwest::Client::new();
+    let requests = (0..20).map(|i| {
+        let addr = if i % 2 == 0 { first } else { second };
+        let (http, key) = (http.clone(), w.app.admin_key.clone());
+        tokio::spawn(async move {
+            let answer = http.get(format!("http://{addr}/v1/tokens/svc-1")).bearer_auth(key).send().await.unwrap();
+            (answer.status(), answer.json::<Value>().await.unwrap())
+        })
+    });
+    let answers: Vec<(reqwest::StatusCode, Value)> =
+        futures::future::join_all(requests).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(w.provider.client_credentials_calls(), before + 1, "exactly one call to the provider");
+    let new = latest_access_token(&w);
+    for (status, body) in &answers {
+        assert_eq!(*status, reqwest::StatusCode::OK, "{body}");
+        assert_eq!(body["access_token"], new, "every caller gets the winner's token");
+    }
+    assert_eq!(w.event_types("connection-svc-1").await, vec!["ConnectionAuthorized", "TokenRefreshed"]);
+    assert_connections_replay(&w, via_api).await;
+}
