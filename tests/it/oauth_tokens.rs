@@ -699,3 +699,31 @@ async fn twenty_concurrent_fetches_of_a_due_client_credentials_token_make_one_pr
     assert_eq!(w.event_types("connection-svc-1").await, vec!["ConnectionAuthorized", "TokenRefreshed"]);
     assert_connections_replay(&w, via_api).await;
 }
+
+#[tokio::test]
+async fn an_authorization_code_token_without_a_refresh_token_is_handed_out_until_it_expires() {
+    let w = World::new("client_secret_post").await;
+    let client = w.register("client_secret_post", false).await;
+    w.provider.set(|b| {
+        b.expires_in = Some(2);
+        b.refresh_token_on_code = false;
+    });
+    w.connect(&client, "short").await;
+    let issued = latest_access_token(&w);
+    let due = w.token("short").await;
+    assert_eq!(
+        (due.status, due.json["access_token"].as_str()),
+        (StatusCode::OK, Some(issued.as_str())),
+        "{}",
+        due.text
+    );
+    assert_eq!(w.provider.refresh_calls() + w.provider.client_credentials_calls(), 0, "nothing to renew it with");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let expired = w.token("short").await;
+    assert_eq!(
+        (expired.status, expired.json["code"].as_str()),
+        (StatusCode::CONFLICT, Some("reauthorization_required"))
+    );
+    assert_eq!(w.provider.refresh_calls() + w.provider.client_credentials_calls(), 0);
+    assert_eq!(w.event_types("connection-short").await, vec!["ConnectionAuthorized"]);
+}

@@ -51,12 +51,13 @@ pub enum Error {
         /// Seconds after which trying again makes sense.
         retry_after: u64,
     },
-    /// The provider refused to issue a token (client credentials, DESIGN §6.14).
-    #[error("the provider refused to issue a token ({code}): {message}")]
+    /// The provider refused to issue a token (client credentials, DESIGN §6.14). Only its
+    /// code is answered; its free text is logged, since it is not ours to show.
+    #[error("the provider refused to issue a token ({code})")]
     Provider {
         /// The provider's OAuth error code (or our class of failure).
         code: String,
-        /// Its explanation, safe to show (never a token).
+        /// Its explanation (bounded, credentials redacted), for the log.
         message: String,
     },
     /// The client does not allow the requested grant.

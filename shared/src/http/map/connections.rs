@@ -34,3 +34,48 @@ impl From<Error> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connections::ConnectionId;
+
+    #[test]
+    fn each_outcome_has_the_status_and_code_the_design_names() {
+        let id = || ConnectionId::parse("b-42").unwrap();
+        let cases: Vec<(Error, StatusCode, &str)> = vec![
+            (Error::invalid("tags", "x"), StatusCode::BAD_REQUEST, "invalid_request"),
+            (Error::NotFound("b-42".into()), StatusCode::NOT_FOUND, "connection_not_found"),
+            (Error::OwnedByAnotherClient(id()), StatusCode::CONFLICT, "connection_exists"),
+            (Error::InvalidState, StatusCode::BAD_REQUEST, "invalid_state"),
+            (Error::ReauthorizationRequired(id()), StatusCode::CONFLICT, "reauthorization_required"),
+            (Error::ExpiredWithoutRefreshToken(id()), StatusCode::CONFLICT, "reauthorization_required"),
+            (Error::Revoked(id()), StatusCode::CONFLICT, "connection_revoked"),
+            (Error::NoRefreshToken(id()), StatusCode::CONFLICT, "no_refresh_token"),
+            (Error::Expired { retry_after: 7 }, StatusCode::SERVICE_UNAVAILABLE, "refresh_failed"),
+            (Error::LockBusy, StatusCode::SERVICE_UNAVAILABLE, "refresh_failed"),
+            (
+                Error::Provider { code: "invalid_client".into(), message: "text".into() },
+                StatusCode::BAD_GATEWAY,
+                "provider_error",
+            ),
+            (Error::GrantNotAllowed("client_credentials"), StatusCode::BAD_REQUEST, "invalid_request"),
+            (
+                Error::UnknownStored { what: "status", value: "paused".into() },
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let shown = format!("{error:?}");
+            let answer = ApiError::from(error);
+            assert_eq!((answer.status, answer.code.as_ref()), (status, code), "{shown}");
+        }
+        let expired = ApiError::from(Error::Expired { retry_after: 7 });
+        assert_eq!(expired.retry_after, Some(7));
+        let refused = ApiError::from(Error::Provider { code: "invalid_client".into(), message: "secret text".into() });
+        assert!(refused.detail.contains("invalid_client") && !refused.detail.contains("secret text"));
+        let unknown = ApiError::from(Error::UnknownStored { what: "status", value: "paused".into() });
+        assert!(!unknown.detail.contains("paused"), "internal causes are logged, not answered");
+    }
+}
