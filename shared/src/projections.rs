@@ -91,8 +91,8 @@ pub async fn record<E: Serialize>(
 
 /// One change of an event-sourced resource, the shape every update has: lock the resource's
 /// projection row (`lock_sql` ends in `FOR UPDATE` and selects a `version` column), let
-/// `change` turn the row (or its absence) into events or refuse, record them against that
-/// version with `projector`, commit. Nothing is written when `change` refuses or returns no
+/// `decide` turn the row (or its absence) into events or refuse, record them against that
+/// version with `projector`, commit. Nothing is written when `decide` refuses or returns no
 /// events. The lock makes concurrent changes queue instead of failing; the version check
 /// still catches a writer that did not lock.
 pub async fn update<E, Err>(
@@ -102,7 +102,25 @@ pub async fn update<E, Err>(
     lock_sql: &str,
     params: &[(&(dyn ToSql + Sync), Type)],
     metadata: &Metadata,
-    change: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
+    decide: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    change(db, projector, stream_id, Some((lock_sql, params)), metadata, decide).await
+}
+
+/// Statement parameters with their types, as `query_typed` takes them.
+type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
+
+async fn change<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    lock: Option<(&str, Params<'_>)>,
+    metadata: &Metadata,
+    decide: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
 ) -> Result<Vec<RecordedEvent>, Err>
 where
     E: Serialize,
@@ -110,10 +128,13 @@ where
 {
     let mut client = db.get().await?;
     let tx = client.transaction().await.map_err(DbError::Query)?;
-    let rows = tx.query_typed(lock_sql, params).await.map_err(DbError::Query)?;
+    let rows = match lock {
+        Some((sql, params)) => tx.query_typed(sql, params).await.map_err(DbError::Query)?,
+        None => Vec::new(),
+    };
     let row = rows.first();
     let version = row.map(|r| r.get::<_, i32>("version"));
-    let events = change(row)?;
+    let events = decide(row)?;
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -128,18 +149,15 @@ pub async fn create<E, Err>(
     db: &Db,
     projector: &Projector,
     stream_id: &str,
-    events: &[E],
+    events: Vec<E>,
     metadata: &Metadata,
 ) -> Result<Vec<RecordedEvent>, Err>
 where
     E: Serialize,
     Err: From<DbError> + From<EventStoreError>,
 {
-    let mut client = db.get().await?;
-    let tx = client.transaction().await.map_err(DbError::Query)?;
-    let recorded = record(&tx, projector, stream_id, ExpectedVersion::NoStream, events, metadata).await?;
-    tx.commit().await.map_err(DbError::Query)?;
-    Ok(recorded)
+    // No row to lock: the stream must not exist (`NoStream`), which the append checks.
+    change(db, projector, stream_id, None, metadata, |_| Ok(events)).await
 }
 
 /// How one table compares after a replay.

@@ -127,7 +127,7 @@ pub async fn create(ctx: &Context, new: NewApiKey, metadata: &Metadata) -> Resul
         key_hash: hex::encode(sha256(key.as_bytes())),
         scopes: scopes.clone(),
     };
-    let recorded = projections::create::<_, Error>(ctx.db(), &PROJECTOR, &stream(id), &[event], metadata).await?;
+    let recorded = projections::create::<_, Error>(ctx.db(), &PROJECTOR, &stream(id), vec![event], metadata).await?;
     Ok(CreatedApiKey {
         api_key: ApiKey { id, name: name.to_owned(), scopes, created_at: recorded[0].recorded_at },
         key,

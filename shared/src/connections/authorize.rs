@@ -47,6 +47,21 @@ pub struct AuthorizeStart {
 const OWNER_OF: &str = include_str!("sql/owner_of.sql");
 const LOCK_ANY: &str = include_str!("sql/lock_any.sql");
 
+/// [`Error::OwnedByAnotherClient`] when `id` is a live connection of another client; a
+/// revoked one may be taken over.
+pub(super) async fn ensure_free_for(ctx: &Context, id: &ConnectionId, client_id: Uuid) -> Result<(), Error> {
+    let rows = ctx.db().query(OWNER_OF, &[(&id.as_str(), Type::TEXT)]).await?;
+    if let Some(row) = rows.first() {
+        let owner: Uuid = row.get("client_id");
+        // An unknown stored status counts as live: the id stays taken (fails closed).
+        let revoked = Status::parse(row.get("status")) == Some(Status::Revoked);
+        if owner != client_id && !revoked {
+            return Err(Error::OwnedByAnotherClient(id.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// Starts an authorization: a random single-use state (10 minutes) remembering the client,
 /// connection, PKCE verifier and `return_to`.
 pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, Error> {
@@ -57,15 +72,7 @@ pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result
         Some(raw) => Some(clients::parse_endpoint("return_to", raw)?.to_string()),
     };
     let client = clients::provider(ctx, req.client_id).await?;
-    let rows = ctx.db().query(OWNER_OF, &[(&id.as_str(), Type::TEXT)]).await?;
-    if let Some(row) = rows.first() {
-        let owner: Uuid = row.get("client_id");
-        // An unknown stored status counts as live: the id stays taken (fails closed).
-        let revoked = Status::parse(row.get("status")) == Some(Status::Revoked);
-        if owner != client.id && !revoked {
-            return Err(Error::OwnedByAnotherClient(id));
-        }
-    }
+    ensure_free_for(ctx, &id, client.id).await?;
     let keyring = ctx.keyring().await?;
     let pending = oauth::NewState {
         client_id: client.id,

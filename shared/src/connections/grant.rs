@@ -15,7 +15,11 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::{Connection, ConnectionEvent, ConnectionId, Error, Grant, Status, Tags, authorize::record_any, get};
+use super::{
+    Connection, ConnectionEvent, ConnectionId, Error, Grant, Tags,
+    authorize::{ensure_free_for, record_any},
+    get,
+};
 use crate::{
     clients,
     context::Context,
@@ -45,7 +49,6 @@ pub struct NewConnection {
 /// The client's `grants` (added by the presets migration), read without naming the column
 /// so that a database without it still answers: NULL then.
 const CLIENT_GRANTS: &str = "SELECT to_jsonb(cl) -> 'grants' AS grants FROM clients cl WHERE cl.id = $1";
-const OWNER_OF: &str = include_str!("sql/owner_of.sql");
 
 /// Whether a client's stored `grants` allow `grant`; absent or unreadable allows only
 /// `authorization_code`.
@@ -88,14 +91,7 @@ pub async fn create(
     if !allows(grants.as_ref(), grant) {
         return Err(Error::GrantNotAllowed(grant.as_str()));
     }
-    let rows = ctx.db().query(OWNER_OF, &[(&id.as_str(), Type::TEXT)]).await?;
-    if let Some(row) = rows.first() {
-        let owner: Uuid = row.get("client_id");
-        let revoked = Status::parse(row.get("status")) == Some(Status::Revoked);
-        if owner != client.id && !revoked {
-            return Err(Error::OwnedByAnotherClient(id));
-        }
-    }
+    ensure_free_for(ctx, &id, client.id).await?;
     let scopes = scopes.unwrap_or_else(|| client.settings.scopes.clone());
     let endpoint = TokenEndpoint::from(&client);
     let set = provider.client_credentials(&endpoint, &scopes).await.map_err(|e| {
