@@ -54,7 +54,10 @@ pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], nul_allowed: &dyn Fn(&
     if !value.is_object() {
         // Every body keyledger takes is an object; serde would read a struct from an array
         // (`[null, null]` as a PATCH), so the shape is checked before the types.
-        return Err(ApiError::invalid_field(".", format!("the request body must be a JSON object, found {}", found_name(Some(&value)))));
+        return Err(ApiError::invalid_field(
+            ".",
+            format!("the request body must be a JSON object, found {}", found_name(Some(&value))),
+        ));
     }
     sanitize(&mut value, &mut String::new(), nul_allowed)?;
     let original = value.clone();
