@@ -194,8 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = context()?;
             let created =
                 api_keys::create(&ctx, api_keys::NewApiKey { name, scopes }, &Metadata::system("keyledger-cli"))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    .await?;
             print(&created)?;
         }
         Command::ImportLicenses { sqlite, max_installations } => {
@@ -247,8 +246,7 @@ async fn demo(ctx: &Context) -> anyhow::Result<()> {
             },
             &Metadata::system("keyledger-cli"),
         )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .await?;
         println!("demo service API key (shown once): {}", created.key);
     }
     Ok(())

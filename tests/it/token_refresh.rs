@@ -38,6 +38,8 @@ async fn seed(w: &World, client: &str, prefix: &str, n: usize, expires_in: i64) 
             expires_at: Some(Utc::now() + chrono::Duration::seconds(expires_in)),
             scopes: vec!["read".into()],
             provider_data: json!({}),
+            tags: None,
+            grant: Default::default(),
         };
         projections::record(
             &tx,

@@ -260,28 +260,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or("");
-        if let Some((name, _)) =
-            form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            let field = name.replace('\0', "");
-            return Err(ApiError::invalid_field(
-                field.clone(),
-                format!("query parameter '{field}' must not contain U+0000"),
-            ));
-        }
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            let field = if path == "." { field_of(&message).unwrap_or_default() } else { path };
-            let refused = form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| *k == field)
-                .map(|(_, v)| Value::String(v.into_owned()));
-            let message = without_value(&message, refused.as_ref());
-            ApiError::invalid_field(field.clone(), format!("query parameter '{field}': {message}"))
-        })
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
     }
+}
+
+/// A query string as `T`, with [`Query`]'s problems: 400 naming the parameter, never
+/// quoting its value. For handlers that take some parameters apart first (tag filters).
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some((name, _)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        let field = name.replace('\0', "");
+        return Err(ApiError::invalid_field(
+            field.clone(),
+            format!("query parameter '{field}' must not contain U+0000"),
+        ));
+    }
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = if path == "." { field_of(&message).unwrap_or_default() } else { path };
+        let refused = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| *k == field)
+            .map(|(_, v)| Value::String(v.into_owned()));
+        let message = without_value(&message, refused.as_ref());
+        ApiError::invalid_field(field.clone(), format!("query parameter '{field}': {message}"))
+    })
 }
 
 #[cfg(test)]
