@@ -19,7 +19,7 @@ command becomes
 A comment `# -> NNN ...` on the command's last line or on the first line after it asserts
 the status of the command's last curl call; a JSON object after it (`# -> 201 {"id": ...}`,
 continued on indented comment lines) asserts the top-level members it names: literal
-values are compared (`"accepted":2`), placeholders (`"0193…"`, `"<id>"`, `"..."`, `…`),
+values are compared (`"accepted":2`, `[]`), placeholders (`"0193…"`, `"<id>"`, `"..."`, `…`),
 ISO 8601 times and nested values only have to be present, and `no NAME` says the member
 must be absent. A URL after the status (`# -> 302 https://...`) must be the output.
 
@@ -106,6 +106,9 @@ def members(obj_text):
                 else:
                     named.append((name, lit))
                 i = e + 1
+            elif obj_text.startswith(("[]", "{}"), k):
+                named.append((name, obj_text[k : k + 2]))
+                i = k + 2
             else:
                 m = re.match(r"(-?\d+(?:\.\d+)?|true|false|null)\s*(?=[,}])", obj_text[k:])
                 named.append((name, m.group(1) if m else None))

@@ -7,6 +7,7 @@ It stands in for Zoho's accounts server on a loopback port, with Zoho's paths:
   POST /oauth/v2/token         authorization_code and refresh_token grants; answers tokens
                                that expire in an hour, a new refresh token each time
   POST /oauth/v2/token/revoke  200
+  GET  /status/NNN             answers NNN (the runner's self-test)
 Anything else is 404. Every request is logged to stderr (no token values).
 
 usage: fake_provider.py PORT_FILE   binds 127.0.0.1 on a free port and writes the port there
@@ -39,6 +40,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urlsplit(self.path)
+        if url.path.startswith("/status/"):  # for the runner's self-test
+            return self.send(int(url.path[8:]), {"status": int(url.path[8:])})
         if url.path != "/oauth/v2/auth":
             return self.send(404, {"error": "not_found"})
         query = {k: v[0] for k, v in parse_qs(url.query).items()}

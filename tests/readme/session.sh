@@ -24,8 +24,20 @@ __cmd() {
 
 __fail() {
   printf '\033[31mFAIL\033[0m %s: %s\n' "$__WHERE" "$*" >&2
+  __FAILED=1
   exit 1
 }
+
+# Any other way out with an error (set -e on a failing command) says where, too.
+__FAILED=0
+__on_exit() {
+  local status=$?
+  if [ "$status" != 0 ] && [ "$__FAILED" = 0 ] && [ "$BASH_SUBSHELL" = 0 ]; then
+    [ ! -s "$__OUT" ] || sed 's/^/     /' "$__OUT" >&2
+    printf '\033[31mFAIL\033[0m %s: the command exited with status %s\n' "$__WHERE" "$status" >&2
+  fi
+}
+trap __on_exit EXIT
 
 # Every curl call's status goes to $__STATUS; a connection failure or a 5xx fails the run
 # at once (also inside $(...), where only the subshell would stop: __check looks again).
@@ -38,7 +50,7 @@ curl() {
   done
   : >"$hdr"
   command curl -D "$hdr" "$@" >"$__BODY" || rc=$?
-  status=$(grep -ao '^HTTP/[0-9.]* [0-9]\{3\}' "$hdr" | tail -n 1 | awk '{print $2}')
+  status=$(grep -ao '^HTTP/[0-9.]* [0-9]\{3\}' "$hdr" | tail -n 1 | awk '{print $2}' || true)
   status=${status:-000}
   printf '%s %s %s\n' "$status" "$method" "$url" | tee -a "$__LOG" >>"$__STATUS"
   cat "$__BODY"
