@@ -13,10 +13,15 @@ touch "$__LOG"
 
 __block() { printf '\n\033[1m--- README.md:%s  (%s)\033[0m\n' "$1" "$2"; }
 
-__skip() { printf '\033[33mSKIP\033[0m README.md:%s  %s\n     reason: %s\n' "$1" "$2" "$3"; }
+__TALLY=$__TMP/tally    # a line per command run, skipped and claim checked
+__skip() {
+  printf '\033[33mSKIP\033[0m README.md:%s  %s\n     reason: %s\n' "$1" "$2" "$3"
+  echo skip >>"$__TALLY"
+}
 
 __cmd() {
   __WHERE="README.md:$1"
+  echo run >>"$__TALLY"
   printf '\033[36m$\033[0m %s\n' "$2"
   : >"$__STATUS"
   : >"$__BODY"
@@ -69,6 +74,7 @@ __check() {
     i=$((i + 1))
     if [ "$i" = "$n" ] && [ "$want" != - ]; then
       [ "$status" = "$want" ] || __fail "$method $url answered $status, the README says $want"
+      echo claim >>"$__TALLY"
     elif [ "$status" = 000 ] || [ "$status" -ge 400 ]; then
       __fail "$method $url answered $status (no '# -> $status' in the README says so)"
     fi
@@ -82,6 +88,7 @@ __check() {
   if [ $# -gt 0 ] && [[ $1 == text:* ]]; then
     [ "$(cat "$__OUT")" = "${1#text:}" ] || __fail "the output is not ${1#text:}"
     printf '     \033[32mok\033[0m output is %s\n' "${1#text:}"
+    echo claim >>"$__TALLY"
     shift
   fi
   [ $# -gt 0 ] || return 0
@@ -89,5 +96,6 @@ __check() {
   for expr in "$@"; do
     jq -e "$expr" "$target" >/dev/null 2>&1 || __fail "the answer does not satisfy: $expr"
     printf '     \033[32mok\033[0m %s\n' "$expr"
+    echo claim >>"$__TALLY"
   done
 }
