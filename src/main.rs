@@ -217,8 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ctx = context()?;
             let created =
                 api_keys::create(&ctx, api_keys::NewApiKey { name, scopes }, &Metadata::system("keyledger-cli"))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    .await?;
             print(&created)?;
         }
         Command::ImportLicenses { sqlite, max_installations } => {
@@ -270,8 +269,7 @@ async fn demo(ctx: &Context) -> anyhow::Result<()> {
             },
             &Metadata::system("keyledger-cli"),
         )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .await?;
         println!("demo service API key (shown once): {}", created.key);
     }
     Ok(())

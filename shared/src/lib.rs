@@ -2,6 +2,7 @@
 //! domain rule. Function crates own only their trigger (routing, parsing, rendering).
 
 pub mod api_keys;
+pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod clients;

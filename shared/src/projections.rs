@@ -9,9 +9,15 @@
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio_postgres::{IsolationLevel, Transaction};
+use tokio_postgres::{
+    IsolationLevel, Row, Transaction,
+    types::{ToSql, Type},
+};
 
-use crate::events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent};
+use crate::{
+    db::{Db, DbError},
+    events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
+};
 
 /// A projection function: applies one recorded event of its stream kind to its tables.
 pub type ProjectFn =
@@ -81,6 +87,77 @@ pub async fn record<E: Serialize>(
         apply(std::slice::from_ref(projector), tx, event).await?;
     }
     Ok(recorded)
+}
+
+/// One change of an event-sourced resource, the shape every update has: lock the resource's
+/// projection row (`lock_sql` ends in `FOR UPDATE` and selects a `version` column), let
+/// `decide` turn the row (or its absence) into events or refuse, record them against that
+/// version with `projector`, commit. Nothing is written when `decide` refuses or returns no
+/// events. The lock makes concurrent changes queue instead of failing; the version check
+/// still catches a writer that did not lock.
+pub async fn update<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    lock_sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    metadata: &Metadata,
+    decide: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    change(db, projector, stream_id, Some((lock_sql, params)), metadata, decide).await
+}
+
+/// Statement parameters with their types, as `query_typed` takes them.
+type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
+
+async fn change<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    lock: Option<(&str, Params<'_>)>,
+    metadata: &Metadata,
+    decide: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    let mut client = db.get().await?;
+    let tx = client.transaction().await.map_err(DbError::Query)?;
+    let rows = match lock {
+        Some((sql, params)) => tx.query_typed(sql, params).await.map_err(DbError::Query)?,
+        None => Vec::new(),
+    };
+    let row = rows.first();
+    let version = row.map(|r| r.get::<_, i32>("version"));
+    let events = decide(row)?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+    let recorded = record(&tx, projector, stream_id, expected, &events, metadata).await?;
+    tx.commit().await.map_err(DbError::Query)?;
+    Ok(recorded)
+}
+
+/// Appends `events` to a new stream and projects them, in a transaction of its own.
+pub async fn create<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    events: Vec<E>,
+    metadata: &Metadata,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    // No row to lock: the stream must not exist (`NoStream`), which the append checks.
+    change(db, projector, stream_id, None, metadata, |_| Ok(events)).await
 }
 
 /// How one table compares after a replay.

@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 use crate::{
     connections::{self, ConnectionId, LockMode, RefreshOutcome, RefreshRequest, Trigger},
     context::Context,
-    http::ApiError,
+    http::cause_chain,
     oauth::Provider,
 };
 
@@ -95,11 +95,14 @@ impl Summary {
 
 const CANDIDATES: &str = "
 SELECT connection_id FROM connections
-WHERE status IN ('active', 'refresh_failing') AND refresh_token IS NOT NULL
+WHERE status IN ('active', 'refresh_failing')
   AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-  AND (expires_at <= now() + make_interval(secs => $1)
-       OR ($2::float8 IS NOT NULL
-           AND (refresh_token_used_at IS NULL OR refresh_token_used_at <= now() - make_interval(secs => $2))))
+  AND ((refresh_token IS NOT NULL
+        AND (expires_at <= now() + make_interval(secs => $1)
+             OR ($2::float8 IS NOT NULL
+                 AND (refresh_token_used_at IS NULL OR refresh_token_used_at <= now() - make_interval(secs => $2)))))
+       -- A client-credentials connection is renewed with the client's credentials (§6.14).
+       OR (grant_type = 'client_credentials' AND expires_at <= now() + make_interval(secs => $1)))
 ORDER BY expires_at NULLS LAST, connection_id
 LIMIT $3";
 
@@ -114,7 +117,7 @@ enum Tally {
 /// Runs one scheduled refresh that must be done by `deadline`: each provider call starts
 /// only when it can end before the deadline ([`call_budget`]), so everything in flight is
 /// recorded in time and what is left waits for the next run.
-pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Result<Summary, ApiError> {
+pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Result<Summary, connections::Error> {
     let started = Instant::now();
     let since = Utc::now();
     let config = ctx.config();
@@ -156,7 +159,7 @@ pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Resul
                     Ok(RefreshOutcome::ReauthorizationRequired) => Tally::Reauthorization,
                     Ok(_) => Tally::Skipped,
                     Err(e) => {
-                        tracing::error!(connection_id = %id, error = %e, "scheduled refresh could not run");
+                        tracing::error!(connection_id = %id, error = %cause_chain(&e), "scheduled refresh could not run");
                         Tally::Failed
                     }
                 }

@@ -38,6 +38,8 @@ pub(crate) async fn seed(w: &World, client: &str, prefix: &str, n: usize, expire
             expires_at: Some(Utc::now() + chrono::Duration::seconds(expires_in)),
             scopes: vec!["read".into()],
             provider_data: json!({}),
+            tags: None,
+            grant: Default::default(),
         };
         projections::record(
             &tx,
