@@ -15,6 +15,7 @@ mod http_plumbing;
 mod licenses;
 mod licenses_import;
 mod licenses_public;
+mod licenses_rules;
 mod migrate;
 mod oauth_clients;
 mod oauth_flow;
