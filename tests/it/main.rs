@@ -18,6 +18,7 @@ mod lambda_local;
 mod licenses;
 mod licenses_import;
 mod licenses_public;
+mod licenses_rules;
 mod migrate;
 mod oauth_clients;
 mod oauth_flow;

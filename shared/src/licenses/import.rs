@@ -21,10 +21,11 @@ use serde_json::json;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::{Email, InstallationId, Issue, LicenseEvent, LicenseKey, LicenseStatus, PROJECTOR, stream};
+use super::{Email, Error, InstallationId, Issue, LicenseEvent, LicenseKey, LicenseStatus, PROJECTOR, stream};
 use crate::{
     context::Context,
-    events::{ExpectedVersion, Metadata},
+    db::DbError,
+    events::{EventStoreError, ExpectedVersion, Metadata},
     http::ApiError,
     projections,
 };
@@ -41,13 +42,31 @@ pub enum ImportError {
         source: rusqlite::Error,
     },
     /// keyledger refused (database unavailable, configuration missing).
-    #[error("{0}")]
-    Api(ApiError),
+    #[error(transparent)]
+    License(#[from] Error),
 }
 
 impl From<ApiError> for ImportError {
     fn from(e: ApiError) -> Self {
-        Self::Api(e)
+        Self::License(Error::Context(e))
+    }
+}
+
+impl From<DbError> for ImportError {
+    fn from(e: DbError) -> Self {
+        Self::License(Error::Db(e))
+    }
+}
+
+impl From<tokio_postgres::Error> for ImportError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::License(e.into())
+    }
+}
+
+impl From<EventStoreError> for ImportError {
+    fn from(e: EventStoreError) -> Self {
+        Self::License(Error::Store(e))
     }
 }
 
@@ -202,7 +221,7 @@ pub async fn import_sqlite(
     let owned = path.to_owned();
     let (old_licenses, old_installations) = tokio::task::spawn_blocking(move || read_file(&owned))
         .await
-        .map_err(|e| ImportError::Api(ApiError::internal(e)))?
+        .map_err(|e| Error::Internal(format!("reading the SQLite file: {e}")))?
         .map_err(|source| ImportError::Sqlite { path: path.display().to_string(), source })?;
     let pepper = ctx.license_key_pepper().await?;
     let mut report = ImportReport::default();
@@ -249,7 +268,7 @@ pub async fn import_sqlite(
         let owner_key = email_key(email.as_str());
         let hash = key.lookup_hash(&pepper);
         let hash_param = hash.as_slice();
-        let existing = ctx.db().query(BY_HASH, &[(&hash_param, Type::BYTEA)]).await.map_err(ApiError::from)?;
+        let existing = ctx.db().query(BY_HASH, &[(&hash_param, Type::BYTEA)]).await?;
         if let Some(row) = existing.first() {
             let usable = row.get::<_, &str>(1) != "revoked";
             owners.entry(owner_key).or_default().push((created_at, row.get(0), usable));
@@ -274,7 +293,7 @@ pub async fn import_sqlite(
                 owners.entry(owner_key).or_default().push((created_at, id, status != LicenseStatus::Revoked));
                 report.licenses.imported += 1;
             }
-            Err(e) if e.code == "license_key_exists" => report.licenses.skip("already_imported"),
+            Err(Error::KeyExists) => report.licenses.skip("already_imported"),
             Err(e) => return Err(e.into()),
         }
     }
@@ -303,15 +322,15 @@ pub async fn import_sqlite(
         let activated_at = activated_at.unwrap_or_else(Utc::now);
         let last_seen = last_seen.unwrap_or(activated_at).max(activated_at);
 
-        let mut client = ctx.db().get().await.map_err(ApiError::from)?;
-        let tx = client.transaction().await.map_err(ApiError::from)?;
-        let row = tx.query_typed(LOCK, &[(&license_id, Type::UUID)]).await.map_err(ApiError::from)?;
+        let mut client = ctx.db().get().await?;
+        let tx = client.transaction().await?;
+        let row = tx.query_typed(LOCK, &[(&license_id, Type::UUID)]).await?;
         let Some(row) = row.first() else {
             report.installations.skip("no_license_for_email");
             continue;
         };
         let (version, max, used): (i32, i32, i64) = (row.get(0), row.get(1), row.get(2));
-        if super::installation_known(&*tx, license_id, installation_id.as_str()).await.map_err(ApiError::from)? {
+        if super::installation_known(&*tx, license_id, installation_id.as_str()).await? {
             report.installations.skip("already_imported");
             continue;
         }
@@ -326,17 +345,15 @@ pub async fn import_sqlite(
             activated_at,
         };
         projections::record(&tx, &PROJECTOR, &stream(license_id), ExpectedVersion::Exact(version), &[event], metadata)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         // last_seen is an observation, kept in place like every validation does.
         let id_param = installation_id.as_str();
         tx.query_typed(
             LAST_SEEN,
             &[(&license_id, Type::UUID), (&id_param, Type::TEXT), (&last_seen, Type::TIMESTAMPTZ)],
         )
-        .await
-        .map_err(ApiError::from)?;
-        tx.commit().await.map_err(ApiError::from)?;
+        .await?;
+        tx.commit().await?;
         report.installations.imported += 1;
     }
     Ok(report)

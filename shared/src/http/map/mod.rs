@@ -4,4 +4,5 @@
 mod api_keys;
 mod auth;
 mod connections;
+mod licenses;
 mod request_log;
