@@ -966,6 +966,8 @@ await step('clients: edit one; only what changed is sent, and the API holds it',
   await waitText('#list-status', `Client "${MANUAL}" saved`);
   assert.deepEqual((await must('GET', `/v1/clients/${manualClient.id}`, undefined, 200)).scopes, ['crm.read']);
   await waitText('#editor-title', 'Register a client');
+  assert.equal((await text('#save-client')).trim(), 'Register client', 'the form is back to registering');
+  assert.ok(await page.locator('#cf-secret').isVisible());
 });
 
 await step('clients: rotate the secret (sent once, never shown back)', async () => {

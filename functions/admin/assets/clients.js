@@ -229,19 +229,24 @@
       $(missing[0]).focus();
       return;
     }
+    let saved = null;
     await busy($('#save-client'), mode === 'edit' ? 'Saving…' : 'Registering…', async () => {
       try {
         const body = formBody();
         const client = editing
           ? await api('PATCH', `/v1/clients/${encodeURIComponent(editing.id)}`, body)
           : await api('POST', '/v1/clients', body);
-        showStatus($('#list-status'), editing ? `Client "${client.name}" saved.` : `Client "${client.name}" registered.`);
-        resetForm();
-        await load(false);
+        saved = editing ? `Client "${client.name}" saved.` : `Client "${client.name}" registered.`;
       } catch (e) {
         showError(error, e);
       }
     });
+    // After `busy` has given the button its label back, so that the reset form names its own.
+    if (saved) {
+      showStatus($('#list-status'), saved);
+      resetForm();
+      await load(false);
+    }
   }
 
   // ---- actions -------------------------------------------------------------------------
