@@ -30,8 +30,8 @@
     return h('tr', { dataset: { id: c.connection_id }, class: c.connection_id === currentId ? 'selected' : null },
       h('td', { 'data-label': 'Connection', class: 'id-cell' }, h('code', { class: 'conn-id' }, c.connection_id),
         tagList(c.tags)),
-      h('td', { 'data-label': 'Status' }, badge(c.status),
-        c.consecutive_failures ? h('small', { class: 'muted failures' }, `${c.consecutive_failures} failure${c.consecutive_failures === 1 ? '' : 's'} in a row`) : null),
+      h('td', { 'data-label': 'Status' }, h('span', { class: 'status-cell' }, badge(c.status),
+        c.consecutive_failures ? h('small', { class: 'muted failures' }, `${c.consecutive_failures} failure${c.consecutive_failures === 1 ? '' : 's'} in a row`) : null)),
       h('td', { 'data-label': 'Token' }, expiry(c, true)),
       h('td', { 'data-label': 'Last refresh' }, time(c.last_refreshed_at, { empty: 'never', compact: true })),
       h('td', { class: 'row-actions' }, h('button', {
