@@ -14,7 +14,8 @@ use crate::helpers::{Answer, TestApp, call, call_raw};
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-const PAGES: [&str; 4] = ["/admin", "/admin/licenses", "/admin/requests", "/admin/connections"];
+const PAGES: [&str; 6] =
+    ["/admin", "/admin/licenses", "/admin/requests", "/admin/connections", "/admin/clients", "/admin/api-keys"];
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
@@ -92,7 +93,18 @@ async fn every_asset_and_page_the_pages_link_is_served_with_its_type_and_long_ca
     }
     let names: Vec<&str> =
         assets.iter().map(|u| u.trim_start_matches("/admin/assets/").split('?').next().unwrap()).collect();
-    for expected in ["admin.css", "common.js", "hub.js", "licenses.js", "requests.js", "connections.js", "icon.svg"] {
+    for expected in [
+        "admin.css",
+        "common.js",
+        "hub.js",
+        "licenses.js",
+        "requests.js",
+        "chart.js",
+        "connections.js",
+        "clients.js",
+        "api-keys.js",
+        "icon.svg",
+    ] {
         assert!(names.contains(&expected), "no page links {expected}: {names:?}");
     }
     for url in &assets {
@@ -209,7 +221,7 @@ async fn every_form_control_of_every_page_has_a_label_and_every_button_a_name() 
             rest = &rest[i + 1..];
             let tag_end = rest.find('>').unwrap();
             let tag = &rest[..tag_end];
-            if tag.starts_with("input ") || tag.starts_with("select ") {
+            if tag.starts_with("input ") || tag.starts_with("select ") || tag.starts_with("textarea ") {
                 let id = attribute_values(&format!(" {tag}"), "id");
                 let named = tag.contains("aria-label=") || id.first().is_some_and(|id| labelled.contains(id));
                 assert!(named, "{path}: <{tag}> has no label");
@@ -227,12 +239,40 @@ async fn every_form_control_of_every_page_has_a_label_and_every_button_a_name() 
 fn scripts_put_text_into_the_page_never_html() {
     // Request bodies and provider errors come from outside: building the DOM from strings
     // would let them run as script in an operator's session.
-    let scripts = ["common.js", "hub.js", "licenses.js", "requests.js", "connections.js"];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/admin/assets");
+    let mut scripts: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".js"))
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 8, "{scripts:?}");
     for name in scripts {
-        let source = std::fs::read_to_string(dir.join(name)).unwrap();
+        let source = std::fs::read_to_string(dir.join(&name)).unwrap();
         for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"] {
             assert!(!source.contains(sink), "{name} uses {sink}");
         }
     }
+}
+
+#[tokio::test]
+async fn every_page_links_every_section_and_marks_its_own_link_current() {
+    let app = TestApp::new().await;
+    let router = admin::router(app.ctx.clone());
+    let sections = ["/admin/licenses", "/admin/requests", "/admin/connections", "/admin/clients", "/admin/api-keys"];
+    for path in PAGES {
+        let html = get(&router, path).await.text;
+        let nav = &html[html.find("<nav").unwrap()..html.find("</nav>").unwrap()];
+        for section in sections {
+            assert!(nav.contains(&format!("href=\"{section}\"")), "{path} does not link {section}");
+        }
+        let current = format!("href=\"{path}\" aria-current=\"page\"");
+        assert_eq!(html.matches("aria-current=\"page\"").count(), 1, "{path}");
+        assert!(html.contains(&current), "{path} does not mark its own link");
+    }
+    // The requests page runs the chart before the page's own script (both deferred, in order).
+    let html = get(&router, "/admin/requests").await.text;
+    let chart = html.find("/admin/assets/chart.js").unwrap();
+    let page = html.find("/admin/assets/requests.js").unwrap();
+    assert!(chart < page);
 }

@@ -69,6 +69,14 @@
     return RELATIVE.format(Math.round(seconds), 'second');
   }
 
+  /** A <time> that reads "3 hours ago", with the exact local time in its title. */
+  function ago(iso, empty) {
+    if (!iso) return h('span', { class: 'muted' }, empty || '—');
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return h('span', {}, iso);
+    return h('time', { class: 'relative-time', datetime: iso, title: DATE_TIME.format(d) }, relative(iso));
+  }
+
   /** The value of a datetime-local input (browser time) as an RFC 3339 UTC instant. */
   function localInputToIso(value) {
     if (!value) return null;
@@ -248,6 +256,84 @@
     });
   }
 
+  /**
+   * A modal form. `fields`: [{name, label, type ('text' | 'password' | 'textarea' | 'select'),
+   * hint, value, required, options: [[value, label]], autocomplete}]. `submit(values)` runs
+   * on submit with the trimmed values; what it throws is shown in the dialog, which stays
+   * open; what it returns closes the dialog and resolves the promise (null on Cancel).
+   */
+  function formDialog({ id, title, intro, fields, submitLabel, busyLabel, submit }) {
+    return new Promise((resolve) => {
+      const titleId = `${id}-title`;
+      const error = h('p', { class: 'error', role: 'alert', hidden: true });
+      const inputs = {};
+      const rows = fields.map((f) => {
+        const inputId = `${id}-${f.name}`;
+        const hintId = f.hint ? `${inputId}-hint` : null;
+        let input;
+        if (f.type === 'textarea') {
+          input = h('textarea', { id: inputId, name: f.name, rows: f.rows || 3, spellcheck: 'false', 'aria-describedby': hintId });
+          input.value = f.value || '';
+        } else if (f.type === 'select') {
+          input = h('select', { id: inputId, name: f.name, 'aria-describedby': hintId },
+            f.options.map(([v, l]) => h('option', { value: v, selected: v === f.value }, l)));
+        } else {
+          input = h('input', {
+            id: inputId, name: f.name, type: f.type || 'text', autocomplete: f.autocomplete || 'off',
+            spellcheck: 'false', required: f.required, 'aria-describedby': hintId, value: f.value,
+          });
+        }
+        inputs[f.name] = input;
+        return h('div', { class: 'field' }, h('label', { for: inputId }, f.label), input,
+          f.hint ? h('p', { id: hintId, class: 'hint' }, f.hint) : null);
+      });
+      const cancel = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
+      const ok = h('button', { type: 'submit', id: `${id}-submit` }, submitLabel || 'Save');
+      const form = h('form', { novalidate: true }, rows, error, h('div', { class: 'actions' }, cancel, ok));
+      const dialog = h('dialog', { class: 'confirm form-dialog', id, 'aria-labelledby': titleId },
+        h('h2', { id: titleId }, title), intro ? h('p', {}, intro) : null, form);
+      let answer = null;
+      cancel.addEventListener('click', () => dialog.close());
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        clearMessage(error);
+        const values = {};
+        for (const [name, input] of Object.entries(inputs)) values[name] = input.value.trim();
+        const missing = fields.find((f) => f.required && !values[f.name]);
+        if (missing) {
+          showError(error, new ApiError(0, 'form', `${missing.label}: this field is required.`));
+          inputs[missing.name].focus();
+          return;
+        }
+        try {
+          answer = await busy(ok, busyLabel || 'Saving…', () => submit(values));
+          dialog.close();
+        } catch (e) {
+          showError(error, e);
+        }
+      });
+      dialog.addEventListener('close', () => { dialog.remove(); resolve(answer); });
+      document.body.append(dialog);
+      dialog.showModal();
+      (inputs[fields[0].name] || cancel).focus();
+    });
+  }
+
+  /**
+   * Tags typed one per line as `name: value` (or `name=value`) → an object; an ApiError
+   * naming the line when one is not of that form.
+   */
+  function parseTags(text) {
+    const tags = {};
+    const lines = (text || '').split(/\n|,/).map((l) => l.trim()).filter(Boolean);
+    for (const [i, line] of lines.entries()) {
+      const m = /^([^:=\s]+)\s*[:=]\s*(.+)$/.exec(line);
+      if (!m) throw new ApiError(0, 'form', `Tags: line ${i + 1} is not "name: value".`);
+      tags[m[1]] = m[2].trim();
+    }
+    return tags;
+  }
+
   /** A button that copies `getText()` and says so. */
   function copyButton(getText, label) {
     const button = h('button', { type: 'button', class: 'secondary small', 'aria-label': label || 'Copy' }, 'Copy');
@@ -371,8 +457,8 @@
   }
 
   window.KL = {
-    h, $, show, time, relative, localInputToIso, isoToLocalInput, TIME_ZONE,
+    h, $, show, time, relative, ago, localInputToIso, isoToLocalInput, TIME_ZONE,
     api, query, ApiError, busy, loading, showError, clearMessage, showStatus,
-    confirmAction, copyButton, badge, pretty, start, setUrlParams,
+    confirmAction, formDialog, parseTags, copyButton, badge, pretty, start, setUrlParams,
   };
 })();

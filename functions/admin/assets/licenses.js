@@ -46,6 +46,7 @@
         tbody));
     }
     tbody.append(...items.map(licenseRow));
+    noteEntitlements(items);
   }
 
   async function search(append) {
@@ -132,7 +133,7 @@
         h('td', { 'data-label': 'Installation' }, h('code', {}, i.installation_id)),
         h('td', { 'data-label': 'Name' }, i.name || h('span', { class: 'muted' }, '—')),
         h('td', { 'data-label': 'Activated' }, time(i.activated_at, { compact: true })),
-        h('td', { 'data-label': 'Last seen' }, time(i.last_seen_at, { compact: true })),
+        h('td', { 'data-label': 'Last seen' }, KL.ago(i.last_seen_at, 'never')),
         h('td', { class: 'row-actions' }, h('button', {
           type: 'button', class: 'danger small',
           'aria-label': `Remove installation ${i.installation_id}`,
@@ -181,7 +182,47 @@
     return form;
   }
 
+  // ---- entitlements (DESIGN §6.6a; shown only when the API returns them) -------------------
+
+  let entitlementsSupported = false;
+
+  function entitlementChips(list) {
+    if (!list || list.length === 0) return h('span', { class: 'muted' }, 'none');
+    return h('span', { class: 'chips' }, list.map((e) => h('code', { class: 'chip' }, e)));
+  }
+
+  /** "pro, export" or "pro export" → ["pro", "export"]. */
+  function parseEntitlements(text) {
+    return [...new Set(text.split(/[\s,]+/).map((e) => e.trim()).filter(Boolean))];
+  }
+
+  function entitlementsForm(license) {
+    const input = h('input', {
+      id: 'entitlements-input', type: 'text', autocomplete: 'off', spellcheck: 'false',
+      value: (license.entitlements || []).join(', '), 'aria-describedby': 'entitlements-hint',
+    });
+    const submit = h('button', { type: 'submit', id: 'entitlements-button', class: 'secondary' }, 'Save entitlements');
+    const form = h('form', { class: 'row-form', novalidate: true, 'aria-label': 'Entitlements' },
+      h('div', { class: 'field grow' }, h('label', { for: 'entitlements-input' }, 'Entitlements'), input,
+        h('p', { id: 'entitlements-hint', class: 'hint' }, 'Names separated by commas, e.g. pro, export. Products ask for the ones they need.')),
+      h('div', { class: 'field' }, submit));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const list = parseEntitlements(input.value);
+      change(license, { entitlements: list }, submit, 'Saving…', list.length ? `Entitlements now: ${list.join(', ')}.` : 'The license has no entitlements now.');
+    });
+    return form;
+  }
+
+  function noteEntitlements(licenses) {
+    if (!entitlementsSupported && licenses.some((l) => Array.isArray(l.entitlements))) {
+      entitlementsSupported = true;
+      show($('#issue-entitlements-field'), true);
+    }
+  }
+
   function renderDetail(license) {
+    noteEntitlements([license]);
     current = license;
     const status = statusOf(license);
     const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'License actions' });
@@ -210,12 +251,14 @@
         field('License id', h('code', {}, license.id)),
         keyField(license),
         field('Installations', `${license.installations_used} of ${license.max_installations}`),
+        Array.isArray(license.entitlements) ? field('Entitlements', h('span', { id: 'entitlements' }, entitlementChips(license.entitlements))) : null,
         field('Frees a slot after', license.max_inactive_days ? `${license.max_inactive_days} days inactive` : h('span', { class: 'muted' }, 'never')),
         field('Expires', time(license.expires_at, { empty: 'never' }), license.expires_at ? ` (${KL.relative(license.expires_at)})` : null),
         field('Issued', time(license.created_at)),
         field('Last changed', time(license.updated_at))),
       actions,
       license.status === 'revoked' ? h('p', { class: 'muted' }, 'Revoked for good: a revoked license cannot be changed.') : extendForm(license),
+      license.status !== 'revoked' && Array.isArray(license.entitlements) ? entitlementsForm(license) : null,
       h('h3', {}, 'Installations'),
       installationsTable(license));
     show($('#detail'), true);
@@ -322,6 +365,8 @@
       expires_at: dateInputToIso($('#issue-expires').value),
       max_inactive_days: $('#issue-inactive').value ? Number($('#issue-inactive').value) : null,
     };
+    const entitlements = parseEntitlements($('#issue-entitlements').value);
+    if (entitlementsSupported && entitlements.length) body.entitlements = entitlements;
     await busy($('#issue-button'), 'Issuing…', async () => {
       try {
         const license = await api('POST', '/v1/licenses', body);

@@ -1,5 +1,7 @@
 // /admin/requests: the request log (DESIGN §6.7), newest first, filtered, page by page; a row
 // opens its request and response bodies as stored (already redacted and cut by the service).
+// Above it, a chart of GET /v1/requests/stats for the same service, endpoint and time range
+// (chart.js); clicking a bar narrows the time range to that bucket.
 'use strict';
 
 (function () {
@@ -8,6 +10,9 @@
   const FIELDS = ['service', 'endpoint', 'method', 'status_class'];
   let cursor = null;
   let loaded = 0;
+  let lastStats = null; // {stats, from, to} as last drawn, for redrawing on resize
+  const rangeHistory = []; // earlier [from, to] inputs, for "Back"
+  const RANGE = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 
   function filters() {
     const f = {};
@@ -117,7 +122,10 @@
       showError(error, new KL.ApiError(0, 'form', '"From" must be before "To".'));
       return;
     }
-    if (!append) KL.setUrlParams(f);
+    if (!append) {
+      KL.setUrlParams(f);
+      loadChart(f);
+    }
     const button = append ? $('#more-requests') : $('#apply-filters');
     await busy(button, append ? 'Loading…' : 'Loading…', () => loading($('#log'), async () => {
       try {
@@ -129,6 +137,66 @@
         showError(error, e);
       }
     }));
+  }
+
+  // ---- the chart -----------------------------------------------------------------------
+
+  function redraw() {
+    if (!lastStats) return;
+    const box = $('#chart');
+    const { stats, from, to } = lastStats;
+    if (stats.items.length === 0) {
+      box.replaceChildren(h('p', { class: 'empty' }, 'No requests in this range.'));
+      return;
+    }
+    KLChart.draw(box, stats, from, to, box.clientWidth || 600, narrow);
+  }
+
+  async function loadChart(f) {
+    const error = $('#chart-error');
+    clearMessage(error);
+    const to = f.to ? new Date(f.to) : new Date();
+    const from = f.from ? new Date(f.from) : new Date(to.getTime() - 86_400_000);
+    $('#chart-range').textContent = `(${RANGE.format(from)} – ${RANGE.format(to)})`;
+    await loading($('#chart'), async () => {
+      try {
+        const stats = await api('GET', `/v1/requests/stats${query({ service: f.service, endpoint: f.endpoint, from: from.toISOString(), to: to.toISOString() })}`);
+        lastStats = { stats, from, to };
+        const total = stats.items.reduce((n, i) => n + i.count, 0);
+        const c4 = stats.items.reduce((n, i) => n + i.client_errors, 0);
+        const c5 = stats.items.reduce((n, i) => n + i.server_errors, 0);
+        const pct = (n) => (total ? `${((100 * n) / total).toFixed(1)} %` : '—');
+        $('#chart-totals').replaceChildren(
+          h('span', {}, h('strong', {}, String(total)), ' requests'),
+          h('span', {}, h('strong', {}, String(c4)), ` 4xx (${pct(c4)})`),
+          h('span', {}, h('strong', {}, String(c5)), ` 5xx (${pct(c5)})`),
+          h('span', { class: 'muted' }, `one bar per ${stats.bucket}`));
+        redraw();
+        $('#chart-table').replaceChildren(stats.items.length ? KLChart.table(stats) : '');
+      } catch (e) {
+        lastStats = null;
+        $('#chart').replaceChildren();
+        $('#chart-table').replaceChildren();
+        $('#chart-totals').replaceChildren();
+        showError(error, e);
+      }
+    });
+  }
+
+  function narrow(start, end) {
+    rangeHistory.push([$('#f-from').value, $('#f-to').value]);
+    show($('#chart-back'), true);
+    $('#f-from').value = KL.isoToLocalInput(start.toISOString());
+    $('#f-to').value = KL.isoToLocalInput(end.toISOString());
+    load(false);
+  }
+
+  function back() {
+    const previous = rangeHistory.pop();
+    if (!previous) return;
+    [$('#f-from').value, $('#f-to').value] = previous;
+    show($('#chart-back'), rangeHistory.length > 0);
+    load(false);
   }
 
   function fromUrl() {
@@ -146,6 +214,12 @@
     $('#filter-form').addEventListener('submit', (event) => { event.preventDefault(); load(false); });
     $('#reset-filters').addEventListener('click', () => { $('#filter-form').reset(); load(false); });
     $('#more-requests').addEventListener('click', () => load(true));
+    $('#chart-back').addEventListener('click', back);
+    let width = 0;
+    new ResizeObserver(() => {
+      const w = $('#chart').clientWidth;
+      if (Math.abs(w - width) > 8) { width = w; redraw(); }
+    }).observe($('#chart'));
     load(false);
   });
 })();

@@ -39,6 +39,8 @@ pub fn routes(ctx: Context) -> Router {
         .route("/admin/connections", get(connections_page))
         .route("/admin/licenses", get(licenses_page))
         .route("/admin/requests", get(requests_page))
+        .route("/admin/clients", get(clients_page))
+        .route("/admin/api-keys", get(api_keys_page))
         .route("/admin/assets/{file}", get(ui::asset))
         .with_state(ctx)
 }
@@ -64,6 +66,14 @@ async fn licenses_page(headers: HeaderMap) -> Response {
 
 async fn requests_page(headers: HeaderMap) -> Response {
     ui::page(ui::Page::Requests, &headers)
+}
+
+async fn clients_page(headers: HeaderMap) -> Response {
+    ui::page(ui::Page::Clients, &headers)
+}
+
+async fn api_keys_page(headers: HeaderMap) -> Response {
+    ui::page(ui::Page::ApiKeys, &headers)
 }
 
 async fn create_api_key(

@@ -1,4 +1,4 @@
-//! The `/admin` web UI (DESIGN §6.10): four HTML pages and their CSS/JS, embedded in the
+//! The `/admin` web UI (DESIGN §6.10): six HTML pages and their CSS/JS, embedded in the
 //! binary and served with a strict Content-Security-Policy. The pages hold no data; their
 //! scripts call the JSON API with the operator's key, so nothing here touches the database.
 //!
@@ -44,6 +44,9 @@ const ASSETS: &[Asset] = &[
     asset!("licenses.js", "text/javascript; charset=utf-8"),
     asset!("requests.js", "text/javascript; charset=utf-8"),
     asset!("connections.js", "text/javascript; charset=utf-8"),
+    asset!("chart.js", "text/javascript; charset=utf-8"),
+    asset!("clients.js", "text/javascript; charset=utf-8"),
+    asset!("api-keys.js", "text/javascript; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
 ];
 
@@ -58,14 +61,19 @@ pub enum Page {
     Licenses,
     /// `/admin/requests`.
     Requests,
+    /// `/admin/clients`.
+    Clients,
+    /// `/admin/api-keys`.
+    ApiKeys,
 }
 
 /// What every page shares: head, header with the section links, sign-in form; `{{title}}`,
-/// `{{script}}` and `{{body}}` are filled in per page.
+/// `{{scripts}}` and `{{body}}` are filled in per page.
 const SHELL: &str = include_str!("../assets/shell.html");
 
-/// Per page, in [`Page`] order: path (its link is marked current), title, script, body.
-const PAGE_PARTS: [(&str, &str, &str, &str); 4] = [
+/// Per page, in [`Page`] order: path (its link is marked current), title, scripts (asset names
+/// separated by spaces, run in that order after `common.js`), body.
+const PAGE_PARTS: [(&str, &str, &str, &str); 6] = [
     ("/admin", "keyledger admin", "hub.js", include_str!("../assets/pages/hub.html")),
     (
         "/admin/connections",
@@ -74,7 +82,14 @@ const PAGE_PARTS: [(&str, &str, &str, &str); 4] = [
         include_str!("../assets/pages/connections.html"),
     ),
     ("/admin/licenses", "Licenses · keyledger admin", "licenses.js", include_str!("../assets/pages/licenses.html")),
-    ("/admin/requests", "Requests · keyledger admin", "requests.js", include_str!("../assets/pages/requests.html")),
+    (
+        "/admin/requests",
+        "Requests · keyledger admin",
+        "chart.js requests.js",
+        include_str!("../assets/pages/requests.html"),
+    ),
+    ("/admin/clients", "OAuth clients · keyledger admin", "clients.js", include_str!("../assets/pages/clients.html")),
+    ("/admin/api-keys", "API keys · keyledger admin", "api-keys.js", include_str!("../assets/pages/api-keys.html")),
 ];
 
 /// A short content hash: the asset version in URLs and the ETag.
@@ -88,12 +103,16 @@ static VERSIONS: LazyLock<Vec<String>> = LazyLock::new(|| ASSETS.iter().map(|a| 
 static PAGES: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
     PAGE_PARTS
         .iter()
-        .map(|(path, title, script, body)| {
+        .map(|(path, title, scripts, body)| {
             let link = format!("href=\"{path}\"");
+            let scripts: Vec<String> = scripts
+                .split(' ')
+                .map(|name| format!("<script src=\"/admin/assets/{name}\" defer></script>"))
+                .collect();
             let mut html = SHELL
                 .replacen(&link, &format!("{link} aria-current=\"page\""), 1)
                 .replace("{{title}}", title)
-                .replace("{{script}}", script)
+                .replace("{{scripts}}", &scripts.join("\n"))
                 .replace("{{body}}", body);
             for (asset, v) in ASSETS.iter().zip(VERSIONS.iter()) {
                 let plain = format!("\"/admin/assets/{}\"", asset.name);
