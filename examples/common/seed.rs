@@ -45,7 +45,7 @@ pub async fn connections(
         meta,
     )
     .await
-    .map_err(err)?;
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let keyring = ctx.keyring().await.map_err(err)?;
     let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
     let mut db = ctx.db().get().await?;

@@ -130,12 +130,12 @@ pub async fn complete_authorization(
     };
     let client = match clients::provider(ctx, pending.client_id).await {
         Ok(c) => c,
-        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
+        Err(clients::Error::NotFound(_)) => {
             return failed
                 .record("client_not_found".into(), "the client was deleted during the authorization".into())
                 .await;
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     let endpoint = TokenEndpoint::from(&client);
     let set = match provider.exchange_code(&endpoint, code, pending.code_verifier.as_ref()).await {

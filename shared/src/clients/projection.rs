@@ -1,0 +1,99 @@
+//! The `clients` table as a projection of `client-<uuid>` streams.
+
+use tokio_postgres::{Transaction, types::Type};
+
+use super::model::ClientEvent;
+use crate::{
+    events::{EventStoreError, RecordedEvent},
+    projections,
+};
+
+const INSERT: &str = "
+INSERT INTO clients (id, name, authorize_url, token_url, revoke_url, client_id, client_secret, redirect_uri, scopes,
+                     auth_method, pkce, extra_authorize_params, metadata, created_at, updated_at, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)";
+const UPDATE: &str = "
+UPDATE clients SET name = $2, authorize_url = $3, token_url = $4, revoke_url = $5, client_id = $6, redirect_uri = $7,
+       scopes = $8, auth_method = $9, pkce = $10, extra_authorize_params = $11, metadata = $12, updated_at = $13,
+       version = $14
+WHERE id = $1";
+const ROTATE: &str = "UPDATE clients SET client_secret = $2, updated_at = $3, version = $4 WHERE id = $1";
+const DELETE: &str = "UPDATE clients SET deleted_at = $2, updated_at = $2, version = $3 WHERE id = $1";
+
+/// Applies one `client-` event to the `clients` projection.
+pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
+    let at = &event.recorded_at;
+    let version = &event.version;
+    match event.decode::<ClientEvent>()? {
+        ClientEvent::ClientRegistered { id, settings: s, client_secret } => {
+            let extra =
+                serde_json::to_value(&s.extra_authorize_params).map_err(|e| EventStoreError::Payload(e.to_string()))?;
+            tx.query_typed(
+                INSERT,
+                &[
+                    (&id, Type::UUID),
+                    (&s.name, Type::TEXT),
+                    (&s.authorize_url, Type::TEXT),
+                    (&s.token_url, Type::TEXT),
+                    (&s.revoke_url, Type::TEXT),
+                    (&s.client_id, Type::TEXT),
+                    (&client_secret, Type::TEXT),
+                    (&s.redirect_uri, Type::TEXT),
+                    (&s.scopes, Type::TEXT_ARRAY),
+                    (&s.auth_method.as_str(), Type::TEXT),
+                    (&s.pkce, Type::BOOL),
+                    (&extra, Type::JSONB),
+                    (&s.metadata, Type::JSONB),
+                    (at, Type::TIMESTAMPTZ),
+                    (version, Type::INT4),
+                ],
+            )
+            .await?;
+        }
+        ClientEvent::ClientUpdated { id, settings: s } => {
+            let extra =
+                serde_json::to_value(&s.extra_authorize_params).map_err(|e| EventStoreError::Payload(e.to_string()))?;
+            tx.query_typed(
+                UPDATE,
+                &[
+                    (&id, Type::UUID),
+                    (&s.name, Type::TEXT),
+                    (&s.authorize_url, Type::TEXT),
+                    (&s.token_url, Type::TEXT),
+                    (&s.revoke_url, Type::TEXT),
+                    (&s.client_id, Type::TEXT),
+                    (&s.redirect_uri, Type::TEXT),
+                    (&s.scopes, Type::TEXT_ARRAY),
+                    (&s.auth_method.as_str(), Type::TEXT),
+                    (&s.pkce, Type::BOOL),
+                    (&extra, Type::JSONB),
+                    (&s.metadata, Type::JSONB),
+                    (at, Type::TIMESTAMPTZ),
+                    (version, Type::INT4),
+                ],
+            )
+            .await?;
+        }
+        ClientEvent::ClientSecretRotated { id, client_secret } => {
+            tx.query_typed(
+                ROTATE,
+                &[(&id, Type::UUID), (&client_secret, Type::TEXT), (at, Type::TIMESTAMPTZ), (version, Type::INT4)],
+            )
+            .await?;
+        }
+        ClientEvent::ClientDeleted { id } => {
+            tx.query_typed(DELETE, &[(&id, Type::UUID), (at, Type::TIMESTAMPTZ), (version, Type::INT4)]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The clients projection, as registered with [`projections`].
+pub const PROJECTOR: projections::Projector = projections::Projector { kind: "client", project: project_boxed };
+
+fn project_boxed<'a>(
+    tx: &'a Transaction<'_>,
+    event: &'a RecordedEvent,
+) -> futures::future::BoxFuture<'a, Result<(), EventStoreError>> {
+    Box::pin(project(tx, event))
+}
