@@ -21,6 +21,7 @@ mod oauth_flow;
 mod oauth_tokens;
 mod oauth_world;
 mod outbound;
+mod provider_presets;
 mod relay;
 mod request_log;
 mod request_log_layer;

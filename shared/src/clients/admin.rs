@@ -8,7 +8,11 @@ use uuid::Uuid;
 
 use super::{
     Error,
-    model::{AuthMethod, Client, ClientEvent, ClientPatch, ClientSettings, NewClient, ProviderClient, check_secret},
+    model::{
+        AuthMethod, Client, ClientEvent, ClientPatch, ClientSettings, NewClient, ProviderClient, check_secret,
+        stored_capture,
+    },
+    preset,
     projection::PROJECTOR,
     stream,
 };
@@ -41,20 +45,7 @@ async fn keyring(ctx: &Context) -> Result<std::sync::Arc<KeyRing>, Error> {
 
 /// Registers a client.
 pub async fn create(ctx: &Context, new: NewClient, metadata: &Metadata) -> Result<Client, Error> {
-    let settings = ClientSettings {
-        name: new.name,
-        authorize_url: new.authorize_url,
-        token_url: new.token_url,
-        revoke_url: new.revoke_url,
-        client_id: new.client_id,
-        redirect_uri: new.redirect_uri,
-        scopes: new.scopes,
-        auth_method: new.auth_method,
-        pkce: new.pkce,
-        extra_authorize_params: new.extra_authorize_params,
-        metadata: new.metadata.unwrap_or_else(|| Value::Object(Default::default())),
-    }
-    .validate()?;
+    let settings = preset::new_settings(&new)?.validate()?;
     check_provider_urls(ctx, &settings)?;
     check_secret(&new.client_secret)?;
     let keyring = keyring(ctx).await?;
@@ -72,7 +63,8 @@ pub async fn create(ctx: &Context, new: NewClient, metadata: &Metadata) -> Resul
 }
 
 const COLUMNS: &str = "id, name, authorize_url, token_url, revoke_url, client_id, redirect_uri, scopes, auth_method, \
-                       pkce, extra_authorize_params, metadata, created_at, updated_at, version, client_secret";
+                       pkce, extra_authorize_params, metadata, created_at, updated_at, version, client_secret, \
+                       preset, preset_params, capture, grants, quirks";
 
 fn from_row(row: &Row) -> Result<Client, Error> {
     let auth_method: String = row.get("auth_method");
@@ -93,6 +85,12 @@ fn from_row(row: &Row) -> Result<Client, Error> {
             extra_authorize_params: serde_json::from_value(extra)
                 .map_err(|e| Error::Corrupt(format!("extra_authorize_params: {e}")))?,
             metadata: row.get("metadata"),
+            preset: row.get("preset"),
+            preset_params: serde_json::from_value(row.get("preset_params"))
+                .map_err(|e| Error::Corrupt(format!("preset_params: {e}")))?,
+            capture: stored_capture(&row.get("capture")),
+            grants: serde_json::from_value(row.get("grants")).map_err(|e| Error::Corrupt(format!("grants: {e}")))?,
+            quirks: serde_json::from_value(row.get("quirks")).map_err(|e| Error::Corrupt(format!("quirks: {e}")))?,
         },
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
@@ -154,7 +152,7 @@ pub async fn update(ctx: &Context, id: Uuid, patch: ClientPatch, metadata: &Meta
     let row = rows.first().ok_or_else(|| Error::NotFound(id.to_string()))?;
     let current = from_row(row)?;
     let version: i32 = row.get("version");
-    let settings = patch.apply(&current.settings).validate()?;
+    let settings = patch.apply(&current.settings)?.validate()?;
     check_provider_urls(ctx, &settings)?;
     let stream_id = stream(id);
     let mut events = Vec::new();

@@ -9,12 +9,15 @@
 //!
 //! - [`model`]: the settings, events, request bodies and their validation;
 //! - [`patch`]: applying a `PATCH` body to the current settings;
+//! - [`preset`]: filling settings from a provider preset (DESIGN §6.14);
+//! - [`preset`]: filling settings from a provider preset (DESIGN §6.14);
 //! - [`admin`]: the operations behind the routes;
 //! - [`projection`]: the `clients` table as a projection of the streams.
 
 mod admin;
 mod model;
 mod patch;
+mod preset;
 mod projection;
 
 use uuid::Uuid;
@@ -23,8 +26,9 @@ use crate::{db::DbError, events::EventStoreError};
 
 pub use admin::{create, decrypt_secret, delete, get, list, provider, update};
 pub use model::{
-    AuthMethod, Client, ClientEvent, ClientPatch, ClientSettings, NewClient, ProviderClient, RESERVED_AUTHORIZE_PARAMS,
-    is_loopback, parse_endpoint,
+    AuthMethod, BodyFormat, Capture, CaptureField, Client, ClientEvent, ClientPatch, ClientSettings, ErrorRules, Grant,
+    NewClient, ProviderClient, Quirks, RESERVED_AUTHORIZE_PARAMS, ScopeSeparator, TokenRequest, capture_path,
+    is_loopback, parse_endpoint, stored_capture,
 };
 pub use projection::{PROJECTOR, project};
 

@@ -11,6 +11,8 @@ use url::{Host, Url};
 use uuid::Uuid;
 
 use super::Error;
+use crate::oauth::CapturePath;
+pub use crate::providers::{BodyFormat, Capture, CaptureField, ErrorRules, Grant, ScopeSeparator, TokenRequest};
 
 /// How keyledger authenticates itself at the provider's token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -68,6 +70,90 @@ pub struct ClientSettings {
     pub extra_authorize_params: BTreeMap<String, String>,
     /// Free-form operator data.
     pub metadata: Value,
+    /// The provider preset the client was made from (DESIGN §6.14), if any.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// The preset's parameters with their effective values (defaults filled in).
+    #[serde(default)]
+    pub preset_params: BTreeMap<String, String>,
+    /// What becomes the connection's `provider_data`: callback query parameters and
+    /// token-response fields (dotted paths), none of them secret-looking (§6.13).
+    #[serde(default)]
+    pub capture: Capture,
+    /// The grants the client may use.
+    #[serde(default = "default_grants")]
+    pub grants: Vec<Grant>,
+    /// How this provider departs from RFC 6749 (set by a preset, or given explicitly).
+    #[serde(default)]
+    pub quirks: Quirks,
+}
+
+pub(super) fn default_grants() -> Vec<Grant> {
+    vec![Grant::AuthorizationCode]
+}
+
+/// A provider's departures from RFC 6749, as data (DESIGN §6.14).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quirks {
+    /// How scopes are joined on the authorize URL (`comma` for Zoho, Slack, Shopify).
+    pub scope_separator: ScopeSeparator,
+    /// Token request body encoding and extra headers (GitHub's `Accept: application/json`).
+    pub token_request: TokenRequest,
+    /// How errors arrive: in a 2xx body, and which provider codes on refresh mean which
+    /// RFC 6749 code (Zoho `invalid_code` → `invalid_grant`).
+    pub errors: ErrorRules,
+    /// The lifetime to assume when a token response has no `expires_in` (Salesforce).
+    pub assumed_lifetime_secs: Option<u64>,
+    /// Refresh no earlier than this long before expiry, inline and scheduled alike (for a
+    /// provider that refuses early refreshes); the global buffers apply when unset.
+    pub expiry_buffer_secs: Option<u64>,
+}
+
+/// Headers keyledger sets itself on a token request; a quirk may not replace them.
+const RESERVED_HEADERS: &[&str] = &["authorization", "content-type", "content-length", "host", "transfer-encoding"];
+/// RFC 6749 codes a provider's refresh error may be mapped to.
+const MAPPABLE_CODES: &[&str] = &["invalid_grant", "invalid_client", "temporarily_unavailable", "server_error"];
+/// Longest assumed lifetime (a year) and expiry buffer (a day).
+const MAX_LIFETIME: u64 = 366 * 86_400;
+const MAX_BUFFER: u64 = 86_400;
+
+impl Quirks {
+    /// Checks every quirk; 400 naming the first bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (name, value) in &self.token_request.headers {
+            let field = format!("quirks.token_request.headers.{name}");
+            let name_ok = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
+            if !name_ok || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(Error::invalid(field, "a header name must be a token and not one keyledger sets itself"));
+            }
+            if value.len() > 500 || reqwest::header::HeaderValue::from_str(value).is_err() {
+                return Err(Error::invalid(field, "a header value is at most 500 visible ASCII characters"));
+            }
+        }
+        for (code, meaning) in &self.errors.refresh_error_map {
+            let field = format!("quirks.errors.refresh_error_map.{code}");
+            if code.is_empty() || code.len() > 64 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Error::invalid(field, "an error code is 1 to 64 visible ASCII characters"));
+            }
+            if !MAPPABLE_CODES.contains(&meaning.as_str()) {
+                return Err(Error::invalid(field, format!("must be one of: {}", MAPPABLE_CODES.join(", "))));
+            }
+        }
+        if self.assumed_lifetime_secs.is_some_and(|s| s == 0 || s > MAX_LIFETIME) {
+            return Err(Error::invalid(
+                "quirks.assumed_lifetime_secs",
+                format!("assumed_lifetime_secs must be 1 to {MAX_LIFETIME}"),
+            ));
+        }
+        if self.expiry_buffer_secs.is_some_and(|s| s > MAX_BUFFER) {
+            return Err(Error::invalid(
+                "quirks.expiry_buffer_secs",
+                format!("expiry_buffer_secs must be 0 to {MAX_BUFFER}"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Events of a `client-<uuid>` stream.
@@ -104,40 +190,60 @@ pub enum ClientEvent {
     },
 }
 
-/// The body of `POST /v1/clients`.
+/// The body of `POST /v1/clients`. With `preset`, every field but `client_id`,
+/// `client_secret` and `redirect_uri` may be left out: the preset fills it; a field given
+/// explicitly overrides the preset's value.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewClient {
-    /// Name.
-    pub name: String,
-    /// Authorization endpoint.
-    pub authorize_url: String,
-    /// Token endpoint.
-    pub token_url: String,
-    /// Revocation endpoint.
+    /// Name (default: the preset's id).
     #[serde(default)]
-    pub revoke_url: Option<String>,
+    pub name: Option<String>,
+    /// Provider preset id (`zoho`, `microsoft`, …; `GET /v1/providers`).
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// The preset's template parameters (`{"region": "eu"}`).
+    #[serde(default)]
+    pub preset_params: Option<BTreeMap<String, String>>,
+    /// Authorization endpoint.
+    #[serde(default)]
+    pub authorize_url: Option<String>,
+    /// Token endpoint.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Revocation endpoint; `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    pub revoke_url: Option<Option<String>>,
     /// Client id at the provider.
     pub client_id: String,
     /// Client secret at the provider.
     pub client_secret: SecretString,
     /// Redirect URI registered at the provider.
     pub redirect_uri: String,
-    /// Requested scopes.
+    /// Requested scopes (with a preset: its defaults when empty, its required ones added).
     #[serde(default)]
-    pub scopes: Vec<String>,
+    pub scopes: Option<Vec<String>>,
     /// Client authentication method.
     #[serde(default)]
-    pub auth_method: AuthMethod,
+    pub auth_method: Option<AuthMethod>,
     /// Use PKCE.
     #[serde(default)]
-    pub pkce: bool,
+    pub pkce: Option<bool>,
     /// Extra authorize parameters.
     #[serde(default)]
-    pub extra_authorize_params: BTreeMap<String, String>,
+    pub extra_authorize_params: Option<BTreeMap<String, String>>,
     /// Operator data (an object).
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// What to keep as `provider_data`.
+    #[serde(default)]
+    pub capture: Option<Capture>,
+    /// Allowed grants.
+    #[serde(default)]
+    pub grants: Option<Vec<Grant>>,
+    /// Provider quirks.
+    #[serde(default)]
+    pub quirks: Option<Quirks>,
 }
 
 /// The body of `PATCH /v1/clients/{id}`: every field optional; `revoke_url: null` removes it.
@@ -169,6 +275,15 @@ pub struct ClientPatch {
     pub extra_authorize_params: Option<BTreeMap<String, String>>,
     /// Operator data (replaces the old value).
     pub metadata: Option<Value>,
+    /// New preset parameters; the preset's URLs are rendered again with them (fields given
+    /// in the same body still win).
+    pub preset_params: Option<BTreeMap<String, String>>,
+    /// What to keep as `provider_data` (replaces the old lists).
+    pub capture: Option<Capture>,
+    /// Allowed grants.
+    pub grants: Option<Vec<Grant>>,
+    /// Provider quirks (replace the old ones).
+    pub quirks: Option<Quirks>,
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -282,8 +397,61 @@ impl ClientSettings {
         if !self.metadata.is_object() {
             return Err(Error::invalid("metadata", "metadata must be a JSON object"));
         }
+        for (list, fields) in [("callback", &self.capture.callback), ("token", &self.capture.token)] {
+            if fields.len() > MAX_CAPTURE {
+                return Err(Error::invalid(format!("capture.{list}"), format!("at most {MAX_CAPTURE} entries")));
+            }
+            for (i, f) in fields.iter().enumerate() {
+                let field = format!("capture.{list}[{i}]");
+                capture_path(f).map_err(|e| match e {
+                    crate::oauth::CaptureError::Sensitive(_) => Error::invalid(
+                        field.clone(),
+                        format!("{field} looks like a secret; only non-secret values can be captured"),
+                    ),
+                    crate::oauth::CaptureError::Malformed => {
+                        Error::invalid(field.clone(), format!("{field}: {}", crate::oauth::CaptureError::Malformed))
+                    }
+                })?;
+                if list == "callback" && CALLBACK_OWN.contains(&f.path()) {
+                    return Err(Error::invalid(field, "code, state, error and error_description are keyledger's own"));
+                }
+            }
+        }
+        if self.grants.is_empty() {
+            return Err(Error::invalid("grants", "grants must name at least one grant"));
+        }
+        self.grants.dedup();
+        self.quirks.validate()?;
         Ok(self)
     }
+
+    /// The token-response fields to keep, ready for the token endpoint.
+    pub fn token_capture(&self) -> Vec<CapturePath> {
+        self.capture.token.iter().filter_map(|f| capture_path(f).ok()).collect()
+    }
+
+    /// Every captured key, callback and token alike: what connection history may show of a
+    /// stored `provider_data`.
+    pub fn all_capture(&self) -> Vec<CapturePath> {
+        self.capture.callback.iter().chain(&self.capture.token).filter_map(|f| capture_path(f).ok()).collect()
+    }
+}
+
+/// At most this many captured values per list.
+const MAX_CAPTURE: usize = 20;
+/// Callback parameters keyledger reads itself.
+const CALLBACK_OWN: &[&str] = &["code", "state", "error", "error_description"];
+
+/// A capture entry as a [`CapturePath`]: the field's own name (the path's last segment) and
+/// a renamed key pass the secret-name rule (§6.13).
+pub fn capture_path(field: &CaptureField) -> Result<CapturePath, crate::oauth::CaptureError> {
+    CapturePath::parse_as(field.path(), field.stored_as())
+}
+
+/// The capture lists of a client as the token endpoint and history need them, from the
+/// stored JSON (`{"token": [...], "callback": [...]}`); unreadable data captures nothing.
+pub fn stored_capture(value: &Value) -> Capture {
+    serde_json::from_value(value.clone()).unwrap_or_default()
 }
 
 pub(super) fn check_secret(secret: &SecretString) -> Result<(), Error> {
@@ -320,6 +488,11 @@ mod tests {
             pkce: true,
             extra_authorize_params: BTreeMap::from([("access_type".into(), "offline".into())]),
             metadata: json!({}),
+            preset: None,
+            preset_params: BTreeMap::new(),
+            capture: Capture::default(),
+            grants: default_grants(),
+            quirks: Quirks::default(),
         }
     }
 
@@ -371,6 +544,56 @@ mod tests {
             change(&mut s);
             assert_eq!(field(s.validate().unwrap_err()).as_deref(), Some(name));
         }
+    }
+
+    #[test]
+    fn captures_grants_and_quirks_are_checked() {
+        type Change = Box<dyn Fn(&mut ClientSettings)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("capture.token[0]", Box::new(|s| s.capture.token = vec![CaptureField::Path("refresh_token".into())])),
+            (
+                "capture.token[1]",
+                Box::new(|s| {
+                    s.capture.token = vec![CaptureField::Path("team.id".into()), CaptureField::Path("a..b".into())]
+                }),
+            ),
+            ("capture.callback[0]", Box::new(|s| s.capture.callback = vec![CaptureField::Path("state".into())])),
+            ("grants", Box::new(|s| s.grants.clear())),
+            ("quirks.assumed_lifetime_secs", Box::new(|s| s.quirks.assumed_lifetime_secs = Some(0))),
+            ("quirks.expiry_buffer_secs", Box::new(|s| s.quirks.expiry_buffer_secs = Some(90_000))),
+            (
+                "quirks.token_request.headers.Content-Type",
+                Box::new(|s| {
+                    s.quirks.token_request.headers.insert("Content-Type".into(), "text/plain".into());
+                }),
+            ),
+        ];
+        for (name, change) in cases {
+            let mut s = settings();
+            change(&mut s);
+            assert_eq!(field(s.validate().unwrap_err()).as_deref(), Some(name));
+        }
+        let mut ok = settings();
+        ok.capture.token = vec![
+            CaptureField::Path("authed_user.id".into()),
+            CaptureField::Renamed { path: "authed_user.id".into(), stored_as: "user_id".into() },
+        ];
+        ok.quirks.token_request.headers.insert("Accept".into(), "application/json".into());
+        let ok = ok.validate().unwrap();
+        let keys: Vec<String> = ok.token_capture().iter().map(CapturePath::key).collect();
+        assert_eq!(keys, ["authed_user.id", "user_id"]);
+    }
+
+    #[test]
+    fn settings_of_old_events_read_with_the_defaults() {
+        let mut old = serde_json::to_value(settings()).unwrap();
+        for k in ["preset", "preset_params", "capture", "grants", "quirks"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let s: ClientSettings = serde_json::from_value(old).unwrap();
+        assert_eq!(s.grants, [Grant::AuthorizationCode]);
+        assert_eq!(s.quirks, Quirks::default());
+        assert!(s.capture.token.is_empty() && s.preset.is_none());
     }
 
     #[test]

@@ -1,13 +1,28 @@
 //! Applying a `PATCH /v1/clients/{id}` body to a client's current settings: every field the
 //! body names replaces the old value; the result is validated as a whole afterwards.
 
-use super::model::{ClientPatch, ClientSettings};
+use super::{
+    Error,
+    model::{ClientPatch, ClientSettings},
+    preset,
+};
 
 impl ClientPatch {
     /// `current` with every field this patch names replaced (the secret is not a setting and
-    /// is left to the caller).
-    pub fn apply(&self, current: &ClientSettings) -> ClientSettings {
+    /// is left to the caller). New `preset_params` render the preset's URLs again first, so
+    /// URLs given in the same patch still win. Not yet validated.
+    pub fn apply(&self, current: &ClientSettings) -> Result<ClientSettings, Error> {
         let mut s = current.clone();
+        if let Some(params) = &self.preset_params {
+            let Some(id) = &current.preset else {
+                return Err(Error::invalid("preset_params", "this client was not made from a preset"));
+            };
+            let r = preset::resolve(id, params)?;
+            s.authorize_url = r.authorize_url;
+            s.token_url = r.token_url;
+            s.revoke_url = r.revoke_url;
+            s.preset_params = r.preset_params;
+        }
         if let Some(v) = &self.name {
             s.name = v.clone();
         }
@@ -41,6 +56,15 @@ impl ClientPatch {
         if let Some(v) = &self.metadata {
             s.metadata = v.clone();
         }
-        s
+        if let Some(v) = &self.capture {
+            s.capture = v.clone();
+        }
+        if let Some(v) = &self.grants {
+            s.grants = v.clone();
+        }
+        if let Some(v) = &self.quirks {
+            s.quirks = v.clone();
+        }
+        Ok(s)
     }
 }

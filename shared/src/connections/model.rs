@@ -146,6 +146,8 @@ pub struct Token {
     pub expires_at: Option<DateTime<Utc>>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// The captured values of the connection (§6.14: a Zoho caller learns `api_domain`).
+    pub provider_data: Value,
 }
 
 #[derive(Serialize)]
@@ -157,6 +159,7 @@ pub(super) struct TokenBody<'a> {
     expires_at: Option<DateTime<Utc>>,
     expires_in: Option<i64>,
     scopes: &'a [String],
+    provider_data: &'a Value,
 }
 
 impl Token {
@@ -170,6 +173,7 @@ impl Token {
             expires_at: self.expires_at,
             expires_in: self.expires_at.map(|e| (e - now).num_seconds().max(0)),
             scopes: &self.scopes,
+            provider_data: &self.provider_data,
         };
         serde_json::to_vec(&body).unwrap_or_default()
     }

@@ -96,9 +96,9 @@ macro_rules! lock_sql {
         concat!(
             "SELECT c.client_id, c.status, c.access_token, c.refresh_token, c.token_type, c.expires_at, c.scopes,
                     c.last_refreshed_at, c.last_failed_at, c.next_attempt_at, c.consecutive_failures,
-                    c.refresh_token_used_at, c.version,
+                    c.refresh_token_used_at, c.version, c.provider_data,
                     cl.token_url, cl.revoke_url, cl.client_id AS provider_client_id, cl.client_secret, cl.auth_method,
-                    cl.redirect_uri
+                    cl.redirect_uri, cl.capture, cl.quirks
              FROM connections c JOIN clients cl ON cl.id = c.client_id
              WHERE c.connection_id = $1
              FOR UPDATE OF c",
@@ -124,6 +124,7 @@ pub(super) struct Locked {
     pub(super) consecutive_failures: i32,
     pub(super) refresh_token_used_at: Option<DateTime<Utc>>,
     pub(super) version: i32,
+    pub(super) provider_data: Value,
     pub(super) endpoint: TokenEndpoint,
 }
 
@@ -146,6 +147,7 @@ impl Locked {
             consecutive_failures: row.get("consecutive_failures"),
             refresh_token_used_at: row.get("refresh_token_used_at"),
             version: row.get("version"),
+            provider_data: row.get("provider_data"),
             endpoint: TokenEndpoint {
                 token_url: row.get("token_url"),
                 revoke_url: row.get("revoke_url"),
@@ -154,7 +156,12 @@ impl Locked {
                 auth_method: AuthMethod::parse(&auth_method)
                     .ok_or_else(|| ApiError::internal(format!("stored auth_method '{auth_method}'")))?,
                 redirect_uri: row.get("redirect_uri"),
-                capture: Vec::new(), // the client's `capture.token` list, once clients have one (§6.14)
+                capture: clients::stored_capture(&row.get("capture"))
+                    .token
+                    .iter()
+                    .filter_map(|f| clients::capture_path(f).ok())
+                    .collect(),
+                quirks: serde_json::from_value(row.get("quirks")).unwrap_or_default(),
             },
         })
     }
@@ -168,7 +175,14 @@ impl Locked {
             token_type: self.token_type.clone(),
             expires_at: self.expires_at,
             scopes: self.scopes.clone(),
+            provider_data: self.provider_data.clone(),
         }))
+    }
+
+    /// Refresh this long before expiry: the client's own buffer where its provider refuses
+    /// early refreshes (§6.14), else `global`.
+    pub(super) fn buffer(&self, global: Duration) -> Duration {
+        self.endpoint.quirks.expiry_buffer_secs.map_or(global, Duration::from_secs)
     }
 }
 
@@ -236,7 +250,7 @@ pub async fn refresh(ctx: &Context, provider: &Provider, req: RefreshRequest<'_>
     let refreshed_meanwhile = c.last_refreshed_at.is_some_and(|t| t >= req.since);
     match req.trigger {
         Trigger::OnDemand => {
-            if refreshed_meanwhile || !is_due(c.expires_at, now, ctx.config().token_expiry_buffer) {
+            if refreshed_meanwhile || !is_due(c.expires_at, now, c.buffer(ctx.config().token_expiry_buffer)) {
                 return Ok(current.map_or(RefreshOutcome::NotFound, RefreshOutcome::Current));
             }
             if c.status == Status::RefreshFailing
@@ -258,7 +272,7 @@ pub async fn refresh(ctx: &Context, provider: &Provider, req: RefreshRequest<'_>
             let keepalive_due = ctx.config().refresh_keepalive.is_some_and(|idle| {
                 c.refresh_token_used_at.is_none_or(|t| t <= now - chrono::Duration::from_std(idle).unwrap_or_default())
             });
-            let due = is_due(c.expires_at, now, ctx.config().refresh_window) || keepalive_due;
+            let due = is_due(c.expires_at, now, c.buffer(ctx.config().refresh_window)) || keepalive_due;
             let backing_off = c.next_attempt_at.is_some_and(|t| t > now);
             if refreshed_meanwhile || !due || backing_off {
                 return Ok(RefreshOutcome::Skipped);
@@ -286,6 +300,7 @@ pub async fn refresh(ctx: &Context, provider: &Provider, req: RefreshRequest<'_>
                 expires_at,
                 token_type: set.token_type,
                 scopes: set.scopes.unwrap_or(c.scopes),
+                provider_data: merged(&c.provider_data, &set.provider_data),
             })
         }
         Err(error) if error.class == ErrorClass::InvalidGrant => {
@@ -316,6 +331,14 @@ pub async fn refresh(ctx: &Context, provider: &Provider, req: RefreshRequest<'_>
     };
     tx.commit().await?;
     Ok(outcome)
+}
+
+/// `old` with the captured values of a refresh answer laid over it (what the projection's
+/// `provider_data || $7` stores).
+fn merged(old: &Value, new: &Map<String, Value>) -> Value {
+    let mut out = old.as_object().cloned().unwrap_or_default();
+    out.extend(new.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Value::Object(out)
 }
 
 pub(super) fn refreshed_event(

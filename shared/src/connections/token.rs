@@ -5,7 +5,7 @@
 use super::*;
 
 /// The hot path's one statement: the API key and the connection together, through
-/// `token_lookup` (migration 0001), whose plans the server caches per session. A missing key
+/// `token_lookup` (migrations 0001 and 0004), whose plans the server caches per session. A missing key
 /// gives no row; a missing connection gives a row of NULLs after the key's columns; a NULL
 /// key hash (the bootstrap admin key, checked in memory) reads the connection alone.
 pub(super) const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
@@ -13,8 +13,9 @@ pub(super) const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
 /// The connection alone, for re-reading after waiting for a refresh.
 pub(super) const FETCH: &str = "
 SELECT NULL::uuid, NULL::text[], c.client_id, c.status, c.access_token, c.token_type, c.expires_at, c.scopes,
-       c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL
-FROM connections c WHERE c.connection_id = $1";
+       c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL, c.provider_data,
+       (cl.quirks->>'expiry_buffer_secs')::integer
+FROM connections c LEFT JOIN clients cl ON cl.id = c.client_id WHERE c.connection_id = $1";
 
 /// A connection as the token path sees it.
 pub(super) struct Snapshot {
@@ -27,6 +28,8 @@ pub(super) struct Snapshot {
     last_failed_at: Option<DateTime<Utc>>,
     last_refreshed_at: Option<DateTime<Utc>>,
     has_refresh_token: bool,
+    provider_data: Value,
+    expiry_buffer_secs: Option<i32>,
 }
 
 impl Snapshot {
@@ -43,6 +46,8 @@ impl Snapshot {
             last_failed_at: row.get(8),
             last_refreshed_at: row.get(9),
             has_refresh_token: row.get(10),
+            provider_data: row.get::<_, Option<Value>>(11).unwrap_or_else(|| Value::Object(Map::new())),
+            expiry_buffer_secs: row.get(12),
         }))
     }
 
@@ -55,7 +60,13 @@ impl Snapshot {
             token_type: self.token_type.clone(),
             expires_at: self.expires_at,
             scopes: self.scopes.clone(),
+            provider_data: self.provider_data.clone(),
         }))
+    }
+
+    /// The inline-refresh buffer: the client's own (§6.14) or `global`.
+    fn buffer(&self, global: Duration) -> Duration {
+        self.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map_or(global, Duration::from_secs)
     }
 }
 
@@ -123,7 +134,7 @@ pub async fn fetch_token(
     let token =
         snapshot.token(&keyring, &id)?.ok_or_else(|| ApiError::internal("an active connection without token"))?;
     let now = Utc::now();
-    if !is_due(snapshot.expires_at, now, ctx.config().token_expiry_buffer) {
+    if !is_due(snapshot.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer)) {
         return Ok(token);
     }
     if !snapshot.has_refresh_token {
@@ -174,7 +185,9 @@ pub(super) async fn reread(
         return Err(err);
     }
     let refreshed_meanwhile = snapshot.last_refreshed_at.is_some_and(|t| t >= since);
-    if refreshed_meanwhile || !is_due(snapshot.expires_at, Utc::now(), ctx.config().token_expiry_buffer) {
+    if refreshed_meanwhile
+        || !is_due(snapshot.expires_at, Utc::now(), snapshot.buffer(ctx.config().token_expiry_buffer))
+    {
         return snapshot.token(keyring, id);
     }
     Ok(None)

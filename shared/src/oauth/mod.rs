@@ -23,7 +23,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::{
-    clients::{AuthMethod, ProviderClient},
+    clients::{AuthMethod, BodyFormat, ProviderClient, Quirks},
     config::Config,
     context::Context,
     crypto::{KeyRing, Owner, random_token, sha256},
@@ -158,6 +158,8 @@ pub struct TokenEndpoint {
     pub redirect_uri: String,
     /// Token-response fields to keep as the connection's `provider_data` (§6.14 `capture`).
     pub capture: Vec<CapturePath>,
+    /// The provider's departures from RFC 6749 (body format, headers, errors, lifetime).
+    pub quirks: Quirks,
 }
 
 impl From<&ProviderClient> for TokenEndpoint {
@@ -169,7 +171,8 @@ impl From<&ProviderClient> for TokenEndpoint {
             client_secret: c.client_secret.clone(),
             auth_method: c.settings.auth_method,
             redirect_uri: c.settings.redirect_uri.clone(),
-            capture: Vec::new(),
+            capture: c.settings.token_capture(),
+            quirks: c.settings.quirks.clone(),
         }
     }
 }
@@ -248,7 +251,7 @@ impl Provider {
             ("grant_type", "refresh_token".to_owned()),
             ("refresh_token", refresh_token.expose_secret().to_owned()),
         ];
-        self.token_request(endpoint, form).await
+        self.token_request(endpoint, form).await.map_err(|e| map_refresh_error(e, &endpoint.quirks))
     }
 
     /// Revokes a token at `revoke_url` (RFC 7009); any 2xx is success.
@@ -279,6 +282,16 @@ impl Provider {
         mut form: Vec<(&'static str, String)>,
     ) -> reqwest::RequestBuilder {
         let mut request = self.http.post(url).header(reqwest::header::ACCEPT, "application/json");
+        // Quirk headers (validated at registration: never Authorization or Content-Type)
+        // replace the defaults of the same name.
+        for (name, value) in &endpoint.quirks.token_request.headers {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                request = request.header(name, value);
+            }
+        }
         match endpoint.auth_method {
             AuthMethod::ClientSecretPost => {
                 form.push(("client_id", endpoint.client_id.clone()));
@@ -288,7 +301,15 @@ impl Provider {
                 request = request.header(reqwest::header::AUTHORIZATION, basic_auth(endpoint));
             }
         }
-        request.form(&form)
+        match endpoint.quirks.token_request.format {
+            BodyFormat::Form => request.form(&form),
+            // Notion, Atlassian: the same members as a JSON object.
+            BodyFormat::Json => {
+                let body: Map<String, Value> =
+                    form.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
+                request.json(&body)
+            }
+        }
     }
 
     async fn token_request(
@@ -313,6 +334,11 @@ impl Provider {
         if let Some(err) = classify_error(status, &bytes, retry_after) {
             return Err(err);
         }
+        if endpoint.quirks.errors.in_success_body
+            && let Some(err) = ok_false_error(&bytes)
+        {
+            return Err(err);
+        }
         if (300..400).contains(&status) {
             return Err(ProviderError::new(
                 ErrorClass::InvalidResponse,
@@ -322,7 +348,51 @@ impl Provider {
         if !(200..300).contains(&status) {
             return Err(ProviderError::new(ErrorClass::Rejected, format!("token endpoint answered HTTP {status}")));
         }
-        parse_token_response(&bytes, form_encoded, &endpoint.capture)
+        let mut set = parse_token_response(&bytes, form_encoded, &endpoint.capture)?;
+        if set.expires_in.is_none() {
+            // Salesforce sends no expires_in: the preset's assumed lifetime applies.
+            set.expires_in = endpoint.quirks.assumed_lifetime_secs.and_then(|s| i64::try_from(s).ok());
+        }
+        Ok(set)
+    }
+}
+
+/// A refresh error read through the provider's own vocabulary: a code the client's
+/// `refresh_error_map` names is classified as the RFC 6749 code it maps to (Zoho answers a
+/// dead refresh token with `invalid_code`, which is `invalid_grant`).
+fn map_refresh_error(mut e: ProviderError, quirks: &Quirks) -> ProviderError {
+    let Some(code) = e.error.as_deref() else { return e };
+    let Some(meaning) = quirks.errors.refresh_error_map.get(code) else { return e };
+    if matches!(e.class, ErrorClass::RateLimited | ErrorClass::ServerError) && meaning == "invalid_grant" {
+        // A 429 or 5xx is transient whatever its body says.
+        return e;
+    }
+    e.class = class_of_code(meaning);
+    e
+}
+
+/// Slack's convention: HTTP 200 with `{"ok": false, "error": "invalid_code"}`.
+fn ok_false_error(body: &[u8]) -> Option<ProviderError> {
+    let json: Map<String, Value> = serde_json::from_slice(body).ok()?;
+    if json.get("ok") != Some(&Value::Bool(false)) {
+        return None;
+    }
+    let code = json.get("error").and_then(Value::as_str).map(clip).unwrap_or_else(|| "unknown_error".to_owned());
+    Some(ProviderError {
+        class: class_of_code(&code),
+        message: format!("the provider answered ok=false ({code})"),
+        error: Some(code),
+        retry_after: None,
+    })
+}
+
+/// The class an RFC 6749 error code means.
+fn class_of_code(code: &str) -> ErrorClass {
+    match code {
+        "invalid_grant" => ErrorClass::InvalidGrant,
+        "temporarily_unavailable" | "server_error" => ErrorClass::ServerError,
+        "slow_down" | "ratelimited" => ErrorClass::RateLimited,
+        _ => ErrorClass::Rejected,
     }
 }
 
@@ -385,13 +455,9 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Opt
     } else if status >= 500 {
         ErrorClass::ServerError
     } else if let Some(code) = &error {
-        match code.as_str() {
-            // Zoho's "invalid_code" is its invalid_grant for refresh tokens and codes alike.
-            "invalid_grant" | "invalid_code" => ErrorClass::InvalidGrant,
-            "temporarily_unavailable" | "server_error" => ErrorClass::ServerError,
-            "slow_down" => ErrorClass::RateLimited,
-            _ => ErrorClass::Rejected,
-        }
+        // Provider-specific codes (Zoho's `invalid_code`) are mapped by the client's quirks
+        // (`refresh_error_map`), not here.
+        class_of_code(code)
     } else if (400..500).contains(&status) {
         ErrorClass::Rejected
     } else {
@@ -495,7 +561,7 @@ pub fn authorize_url(client: &ProviderClient, state: &str, code_challenge: Optio
             .append_pair("client_id", &s.client_id)
             .append_pair("redirect_uri", &s.redirect_uri);
         if !s.scopes.is_empty() {
-            q.append_pair("scope", &s.scopes.join(" "));
+            q.append_pair("scope", &s.quirks.scope_separator.join(&s.scopes));
         }
         q.append_pair("state", state);
         if let Some(challenge) = code_challenge {
@@ -673,7 +739,21 @@ mod tests {
         let c =
             |status, body: Value| classify_error(status, &serde_json::to_vec(&body).unwrap(), None).map(|e| e.class);
         assert_eq!(c(400, json!({"error": "invalid_grant"})), Some(ErrorClass::InvalidGrant));
-        assert_eq!(c(200, json!({"error": "invalid_code"})), Some(ErrorClass::InvalidGrant));
+        // A provider code is a plain rejection until the client's quirks map it.
+        assert_eq!(c(200, json!({"error": "invalid_code"})), Some(ErrorClass::Rejected));
+        let zoho = Quirks {
+            errors: crate::clients::ErrorRules {
+                in_success_body: true,
+                refresh_error_map: [("invalid_code".to_owned(), "invalid_grant".to_owned())].into(),
+            },
+            ..Quirks::default()
+        };
+        let refused = classify_error(200, br#"{"error": "invalid_code"}"#, None).unwrap();
+        assert_eq!(map_refresh_error(refused, &zoho).class, ErrorClass::InvalidGrant);
+        let busy = classify_error(503, br#"{"error": "invalid_code"}"#, None).unwrap();
+        assert_eq!(map_refresh_error(busy, &zoho).class, ErrorClass::ServerError);
+        assert_eq!(ok_false_error(br#"{"ok": false, "error": "invalid_code"}"#).unwrap().code(), "invalid_code");
+        assert!(ok_false_error(br#"{"ok": true, "access_token": "x"}"#).is_none());
         assert_eq!(c(401, json!({"error": "invalid_client"})), Some(ErrorClass::Rejected));
         assert_eq!(c(400, json!({"error": "temporarily_unavailable"})), Some(ErrorClass::ServerError));
         assert_eq!(c(503, json!({})), Some(ErrorClass::ServerError));
@@ -710,6 +790,7 @@ mod tests {
             auth_method: AuthMethod::ClientSecretBasic,
             redirect_uri: String::new(),
             capture: Vec::new(),
+            quirks: Quirks::default(),
         };
         let header = basic_auth(&e);
         let decoded = String::from_utf8(STANDARD.decode(header.trim_start_matches("Basic ")).unwrap()).unwrap();

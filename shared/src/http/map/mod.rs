@@ -2,4 +2,5 @@
 //! `From<domain::Error> for ApiError` each: the only place where a domain outcome gets an
 //! HTTP status, a `code` and a `field`.
 mod clients;
+mod providers;
 mod request_log;
