@@ -105,6 +105,9 @@ struct Grant {
     scope: String,
 }
 
+/// A token request as the fake saw it: Content-Type, Accept, body members.
+pub type SeenRequest = (String, String, HashMap<String, String>);
+
 /// The fake's state, shared with the test.
 pub struct ProviderState {
     /// Expected client id.
@@ -130,7 +133,7 @@ pub struct ProviderState {
     /// The last authorize request's query.
     pub last_authorize: Mutex<HashMap<String, String>>,
     /// The last token request: its Content-Type, Accept and body members.
-    pub last_token_request: Mutex<Option<(String, String, HashMap<String, String>)>>,
+    pub last_token_request: Mutex<Option<SeenRequest>>,
     /// Refresh tokens refused for being early (the provider's own window).
     pub early_refusals: AtomicUsize,
     /// When the access token issued with each live refresh token expires (unix seconds).

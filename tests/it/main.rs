@@ -22,6 +22,7 @@ mod oauth_tokens;
 mod oauth_world;
 mod outbound;
 mod provider_presets;
+mod readme_zoho;
 mod relay;
 mod request_log;
 mod request_log_layer;
