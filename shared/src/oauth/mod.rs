@@ -10,28 +10,27 @@
 //! encrypted. It never logs or returns a token, a secret or a verifier, and it never
 //! decides what a failure means for a connection (that is `connections`).
 
+mod answer;
 pub mod capture;
+mod state;
 
 use std::{sync::Arc, time::Duration};
 
-use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
-use tokio_postgres::types::Type;
-use url::Url;
-use uuid::Uuid;
 
 use crate::{
     clients::{AuthMethod, BodyFormat, ProviderClient, Quirks},
     config::Config,
-    context::Context,
-    crypto::{KeyRing, Owner, random_token, sha256},
-    http::ApiError,
     outbound::{self, GuardedResolver, Lookup, OutboundPolicy, SystemLookup},
 };
 
+pub use answer::{classify_error, parse_scopes, parse_token_response};
+use answer::{map_refresh_error, ok_false_error};
 pub use capture::{CaptureError, CapturePath};
+pub use state::{PendingState, Pkce, authorize_url, challenge_of, consume_state, create_state};
 
 /// How long a pending authorization may take.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
@@ -357,45 +356,6 @@ impl Provider {
     }
 }
 
-/// A refresh error read through the provider's own vocabulary: a code the client's
-/// `refresh_error_map` names is classified as the RFC 6749 code it maps to (Zoho answers a
-/// dead refresh token with `invalid_code`, which is `invalid_grant`).
-fn map_refresh_error(mut e: ProviderError, quirks: &Quirks) -> ProviderError {
-    let Some(code) = e.error.as_deref() else { return e };
-    let Some(meaning) = quirks.errors.refresh_error_map.get(code) else { return e };
-    if matches!(e.class, ErrorClass::RateLimited | ErrorClass::ServerError) && meaning == "invalid_grant" {
-        // A 429 or 5xx is transient whatever its body says.
-        return e;
-    }
-    e.class = class_of_code(meaning);
-    e
-}
-
-/// Slack's convention: HTTP 200 with `{"ok": false, "error": "invalid_code"}`.
-fn ok_false_error(body: &[u8]) -> Option<ProviderError> {
-    let json: Map<String, Value> = serde_json::from_slice(body).ok()?;
-    if json.get("ok") != Some(&Value::Bool(false)) {
-        return None;
-    }
-    let code = json.get("error").and_then(Value::as_str).map(clip).unwrap_or_else(|| "unknown_error".to_owned());
-    Some(ProviderError {
-        class: class_of_code(&code),
-        message: format!("the provider answered ok=false ({code})"),
-        error: Some(code),
-        retry_after: None,
-    })
-}
-
-/// The class an RFC 6749 error code means.
-fn class_of_code(code: &str) -> ErrorClass {
-    match code {
-        "invalid_grant" => ErrorClass::InvalidGrant,
-        "temporarily_unavailable" | "server_error" => ErrorClass::ServerError,
-        "slow_down" | "ratelimited" => ErrorClass::RateLimited,
-        _ => ErrorClass::Rejected,
-    }
-}
-
 /// `Authorization: Basic` as RFC 6749 §2.3.1 wants it: both parts form-urlencoded first.
 fn basic_auth(endpoint: &TokenEndpoint) -> String {
     let id: String = form_urlencoded::byte_serialize(endpoint.client_id.as_bytes()).collect();
@@ -429,233 +389,6 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, ProviderE
             Err(e) => return Err(send_error(e)),
         }
     }
-}
-
-/// The OAuth error in an answer, if it is one. Some providers (Zoho) answer errors with
-/// HTTP 200 and an `error` member, so the body decides as much as the status.
-pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Option<ProviderError> {
-    let json: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
-    let error = json.as_ref().and_then(|m| m.get("error")).and_then(|v| match v {
-        Value::String(s) => Some(s.clone()),
-        // A few providers nest it: {"error": {"code": ..., "message": ...}}.
-        Value::Object(o) => {
-            o.get("code").or_else(|| o.get("status")).map(|c| c.to_string().trim_matches('"').to_owned())
-        }
-        _ => None,
-    });
-    let description = json
-        .as_ref()
-        .and_then(|m| m.get("error_description").or_else(|| m.get("message")))
-        .and_then(Value::as_str)
-        // Kept for the event (bounded, no control characters, credentials redacted in case a
-        // provider echoes what it was sent); never shown on the public callback page.
-        .map(|d| clip(&crate::request_log::redact::redact(d)));
-    let class = if status == 429 {
-        ErrorClass::RateLimited
-    } else if status >= 500 {
-        ErrorClass::ServerError
-    } else if let Some(code) = &error {
-        // Provider-specific codes (Zoho's `invalid_code`) are mapped by the client's quirks
-        // (`refresh_error_map`), not here.
-        class_of_code(code)
-    } else if (400..500).contains(&status) {
-        ErrorClass::Rejected
-    } else {
-        return None;
-    };
-    let message =
-        description.or_else(|| error.clone()).unwrap_or_else(|| format!("the provider answered HTTP {status}"));
-    Some(ProviderError { class, error: error.map(|e| clip(&e)), message: clip(&message), retry_after })
-}
-
-/// Reads a token response: JSON, or form-encoded for the few providers that still send it.
-/// Of it only the standard fields and what `capture` names survive.
-pub fn parse_token_response(
-    body: &[u8],
-    form_encoded: bool,
-    capture: &[CapturePath],
-) -> Result<TokenSet, ProviderError> {
-    let map: Map<String, Value> = if form_encoded {
-        form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|_| ProviderError::new(ErrorClass::InvalidResponse, "the token response is not a JSON object"))?
-    };
-    token_set(map, capture)
-}
-
-fn token_set(mut map: Map<String, Value>, capture: &[CapturePath]) -> Result<TokenSet, ProviderError> {
-    // An allow-list, not a deny-list: providers nest tokens under names nobody can predict
-    // (Slack's `authed_user.access_token`, `bot.bot_access_token`).
-    let provider_data = capture::select(&map, capture);
-    let access_token = match map.remove("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => SecretString::from(s),
-        _ => return Err(ProviderError::new(ErrorClass::InvalidResponse, "the token response has no access_token")),
-    };
-    let refresh_token = match map.remove("refresh_token") {
-        Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
-        _ => None,
-    };
-    let token_type = match map.remove("token_type") {
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") || t.is_empty() => "Bearer".to_owned(),
-        Some(Value::String(t)) => clip(&t),
-        _ => "Bearer".to_owned(),
-    };
-    let expires_in = match map.remove("expires_in") {
-        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    }
-    .filter(|s| *s > 0);
-    let scopes = map.remove("scope").and_then(|v| parse_scopes(&v));
-    Ok(TokenSet { access_token, refresh_token, token_type, expires_in, scopes, provider_data })
-}
-
-/// Scopes as providers send them: a space- or comma-separated string, or an array.
-pub fn parse_scopes(value: &Value) -> Option<Vec<String>> {
-    let items: Vec<String> = match value {
-        Value::String(s) => s.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        Value::Array(a) => {
-            a.iter().filter_map(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-        }
-        _ => return None,
-    };
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for s in items {
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Some(out)
-}
-
-/// A PKCE pair (RFC 7636): the verifier stays with us, the S256 challenge goes to the provider.
-pub struct Pkce {
-    /// 256 random bits, base64url (43 characters).
-    pub verifier: SecretString,
-    /// `base64url(sha256(verifier))`.
-    pub challenge: String,
-}
-
-impl Pkce {
-    /// A fresh pair.
-    pub fn generate() -> Self {
-        let verifier = random_token::<32>();
-        let challenge = challenge_of(&verifier);
-        Self { verifier: SecretString::from(verifier), challenge }
-    }
-}
-
-/// The S256 code challenge of `verifier`.
-pub fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()))
-}
-
-/// The provider's authorize URL for `client`, carrying `state` and, with PKCE, the challenge.
-pub fn authorize_url(client: &ProviderClient, state: &str, code_challenge: Option<&str>) -> Result<Url, ApiError> {
-    let s = &client.settings;
-    let mut url = Url::parse(&s.authorize_url).map_err(ApiError::internal)?;
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", &s.client_id)
-            .append_pair("redirect_uri", &s.redirect_uri);
-        if !s.scopes.is_empty() {
-            q.append_pair("scope", &s.quirks.scope_separator.join(&s.scopes));
-        }
-        q.append_pair("state", state);
-        if let Some(challenge) = code_challenge {
-            q.append_pair("code_challenge", challenge).append_pair("code_challenge_method", "S256");
-        }
-        for (k, v) in &s.extra_authorize_params {
-            q.append_pair(k, v);
-        }
-    }
-    Ok(url)
-}
-
-/// A pending authorization, as the callback finds it.
-#[derive(Debug)]
-pub struct PendingState {
-    /// The client being authorized.
-    pub client_id: Uuid,
-    /// The connection being authorized.
-    pub connection_id: String,
-    /// The PKCE verifier, when the client uses PKCE.
-    pub code_verifier: Option<SecretString>,
-    /// Where to send the browser afterwards.
-    pub return_to: Option<String>,
-}
-
-fn state_owner(hash: &[u8; 32]) -> String {
-    format!("oauth-state-{}", hex::encode(hash))
-}
-
-const INSERT_STATE: &str = "
-WITH expired AS (DELETE FROM oauth_states WHERE expires_at < now())
-INSERT INTO oauth_states (state_hash, client_id, connection_id, code_verifier, return_to, expires_at)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
-RETURNING expires_at";
-
-/// Stores a new pending authorization (and drops expired ones); returns the state to put in
-/// the authorize URL, the PKCE challenge (when asked for) and the expiry.
-pub async fn create_state(
-    ctx: &Context,
-    keyring: &KeyRing,
-    client_id: Uuid,
-    connection_id: &str,
-    pkce: bool,
-    return_to: Option<&str>,
-) -> Result<(String, Option<String>, DateTime<Utc>), ApiError> {
-    let state = random_token::<32>();
-    let hash = sha256(state.as_bytes());
-    let pair = pkce.then(Pkce::generate);
-    let verifier = pair
-        .as_ref()
-        .map(|p| keyring.encrypt(Owner::new(&state_owner(&hash), "code_verifier"), p.verifier.expose_secret()));
-    let hash_param = hash.as_slice();
-    let ttl = STATE_TTL.as_secs_f64();
-    let rows = ctx
-        .db()
-        .query(
-            INSERT_STATE,
-            &[
-                (&hash_param, Type::BYTEA),
-                (&client_id, Type::UUID),
-                (&connection_id, Type::TEXT),
-                (&verifier, Type::TEXT),
-                (&return_to, Type::TEXT),
-                (&ttl, Type::FLOAT8),
-            ],
-        )
-        .await?;
-    let expires_at: DateTime<Utc> = rows[0].get(0);
-    Ok((state, pair.map(|p| p.challenge), expires_at))
-}
-
-const CONSUME_STATE: &str = "
-DELETE FROM oauth_states WHERE state_hash = $1
-RETURNING client_id, connection_id, code_verifier, return_to, expires_at > now()";
-
-/// Takes a pending authorization for good. Unknown, already used and expired states are all
-/// `None`: the `DELETE … RETURNING` makes a state single-use even under concurrent callbacks.
-pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Result<Option<PendingState>, ApiError> {
-    if state.is_empty() || state.len() > 512 {
-        return Ok(None);
-    }
-    let hash = sha256(state.as_bytes());
-    let hash_param = hash.as_slice();
-    let rows = ctx.db().query(CONSUME_STATE, &[(&hash_param, Type::BYTEA)]).await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    if !row.get::<_, bool>(4) {
-        return Ok(None);
-    }
-    let code_verifier = row
-        .get::<_, Option<String>>(2)
-        .map(|ct| keyring.decrypt(Owner::new(&state_owner(&hash), "code_verifier"), &ct))
-        .transpose()
-        .map_err(ApiError::internal)?;
-    Ok(Some(PendingState { client_id: row.get(0), connection_id: row.get(1), code_verifier, return_to: row.get(3) }))
 }
 
 #[cfg(test)]
