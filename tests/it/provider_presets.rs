@@ -431,4 +431,38 @@ async fn the_expiry_buffer_keeps_inline_and_scheduled_refreshes_inside_the_provi
     assert_eq!(w.provider.state.early_refusals.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(w.status("patient-1").await, "active");
     assert_eq!(w.event_types("connection-patient-1").await, vec!["ConnectionAuthorized"]);
+
+    // Inside the client's buffer the scheduled run does refresh, and the provider accepts.
+    w.provider.set(|b| b.expires_in = Some(50));
+    w.connect(&patient, "patient-2").await;
+    token_refresh::handle(&w.app.ctx, &provider, &event, SystemTime::now() + Duration::from_secs(60)).await.unwrap();
+    assert_eq!(w.event_types("connection-patient-2").await, vec!["ConnectionAuthorized", "TokenRefreshed"]);
+    assert_eq!(w.provider.state.early_refusals.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(w.event_types("connection-patient-1").await, vec!["ConnectionAuthorized"]);
+}
+
+/// `GET /v1/tokens/{id}` with `provider_data` and a client's expiry buffer is still one
+/// statement in one database round trip (DESIGN §6.4: the hot path).
+#[tokio::test]
+async fn a_token_with_provider_data_is_still_one_database_round_trip() {
+    use std::sync::atomic::Ordering;
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| b.extra = serde_json::from_value(json!({"api_domain": "https://www.zohoapis.eu"})).unwrap());
+    let client = register(&w, preset_body(&w, "zoho", json!({"quirks": {"expiry_buffer_secs": 60}}))).await;
+    w.connect(&client, "rt-1").await;
+    let key = w.app.api_key(&[Scope::TokensRead]).await;
+    let (proxied, round_trips) = crate::request_log::round_trip_counter(&w.app.db_url).await;
+    let mut vars = w.app.vars.clone();
+    vars.insert("DATABASE_URL".into(), proxied);
+    vars.insert("DB_POOL_MAX".into(), "1".into());
+    let ctx = shared::Context::new(crate::helpers::config_from(&vars), token_fetch::FUNCTION);
+    let router = token_fetch::router(ctx);
+    let warm = call(&router, Method::GET, "/v1/tokens/rt-1", Some(&key), None).await;
+    assert_eq!(warm.status, StatusCode::OK, "{}", warm.text);
+    for _ in 0..3 {
+        let before = round_trips.load(Ordering::SeqCst);
+        let token = call(&router, Method::GET, "/v1/tokens/rt-1", Some(&key), None).await;
+        assert_eq!(token.json["provider_data"]["api_domain"], "https://www.zohoapis.eu");
+        assert_eq!(round_trips.load(Ordering::SeqCst) - before, 1, "one round trip");
+    }
 }
