@@ -279,16 +279,29 @@ async fn zoho_quirks_errors_in_200_invalid_code_comma_scopes_and_captured_values
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
     assert_eq!(refused.json["code"], "reauthorization_required");
     assert_eq!(w.status("zoho-1").await, "reauthorization_required");
+}
 
-    // The same answer to a client without the map is a transient failure, not a dead grant:
-    // the meaning comes from the preset's data, nothing is hard-coded.
-    let plain = register(&w, preset_body(&w, "zoho", json!({"quirks": {}}))).await;
-    w.provider.set(|b| b.refuse_refresh = false);
-    w.connect(&plain, "zoho-2").await;
+/// A provider's own code for a dead refresh token means `invalid_grant` because the preset
+/// says so (GitHub's `bad_refresh_token` inside an HTTP 200); without the map it is a
+/// transient failure.
+#[tokio::test]
+async fn a_providers_own_dead_grant_code_is_mapped_by_the_preset_data() {
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| {
+        b.errors_in_200 = true;
+        b.dead_refresh_code = "bad_refresh_token".into();
+    });
+    let mapped = register(&w, preset_body(&w, "github", json!({}))).await;
+    let plain = register(&w, preset_body(&w, "github", json!({"quirks": {}}))).await;
+    w.connect(&mapped, "gh-mapped").await;
+    w.connect(&plain, "gh-plain").await;
     w.provider.set(|b| b.refuse_refresh = true);
-    let failed = call(&w.tokens, Method::POST, "/v1/tokens/zoho-2/refresh", Some(&w.app.admin_key), None).await;
-    assert_ne!(failed.json["code"], "reauthorization_required", "{}", failed.text);
-    assert_ne!(w.status("zoho-2").await, "reauthorization_required");
+    let refused = call(&w.tokens, Method::POST, "/v1/tokens/gh-mapped/refresh", Some(&w.app.admin_key), None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(w.status("gh-mapped").await, "reauthorization_required");
+    let failed = call(&w.tokens, Method::POST, "/v1/tokens/gh-plain/refresh", Some(&w.app.admin_key), None).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failed.text);
+    assert_eq!(w.status("gh-plain").await, "refresh_failing");
 }
 
 /// Notion: a JSON token request with HTTP Basic client authentication.

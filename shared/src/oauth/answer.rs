@@ -71,9 +71,10 @@ pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Opt
     } else if status >= 500 {
         ErrorClass::ServerError
     } else if let Some(code) = &error {
-        // Provider-specific codes (Zoho's `invalid_code`) are mapped by the client's quirks
-        // (`refresh_error_map`), not here.
-        class_of_code(code)
+        // Provider-specific codes are mapped by the client's quirks (`refresh_error_map`).
+        // Zoho's `invalid_code` alone is also known here, as it was before presets existed,
+        // so that Zoho clients registered by hand keep treating it as a dead grant.
+        if code == "invalid_code" { ErrorClass::InvalidGrant } else { class_of_code(code) }
     } else if (400..500).contains(&status) {
         ErrorClass::Rejected
     } else {

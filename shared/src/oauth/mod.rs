@@ -472,19 +472,21 @@ mod tests {
         let c =
             |status, body: Value| classify_error(status, &serde_json::to_vec(&body).unwrap(), None).map(|e| e.class);
         assert_eq!(c(400, json!({"error": "invalid_grant"})), Some(ErrorClass::InvalidGrant));
-        // A provider code is a plain rejection until the client's quirks map it.
-        assert_eq!(c(200, json!({"error": "invalid_code"})), Some(ErrorClass::Rejected));
-        let zoho = Quirks {
+        // Zoho's code, known since before presets (clients registered by hand rely on it).
+        assert_eq!(c(200, json!({"error": "invalid_code"})), Some(ErrorClass::InvalidGrant));
+        // Any other provider code is a plain rejection until the client's quirks map it.
+        assert_eq!(c(200, json!({"error": "bad_refresh_token"})), Some(ErrorClass::Rejected));
+        let github = Quirks {
             errors: crate::clients::ErrorRules {
                 in_success_body: true,
-                refresh_error_map: [("invalid_code".to_owned(), "invalid_grant".to_owned())].into(),
+                refresh_error_map: [("bad_refresh_token".to_owned(), "invalid_grant".to_owned())].into(),
             },
             ..Quirks::default()
         };
-        let refused = classify_error(200, br#"{"error": "invalid_code"}"#, None).unwrap();
-        assert_eq!(map_refresh_error(refused, &zoho).class, ErrorClass::InvalidGrant);
-        let busy = classify_error(503, br#"{"error": "invalid_code"}"#, None).unwrap();
-        assert_eq!(map_refresh_error(busy, &zoho).class, ErrorClass::ServerError);
+        let refused = classify_error(200, br#"{"error": "bad_refresh_token"}"#, None).unwrap();
+        assert_eq!(map_refresh_error(refused, &github).class, ErrorClass::InvalidGrant);
+        let busy = classify_error(503, br#"{"error": "bad_refresh_token"}"#, None).unwrap();
+        assert_eq!(map_refresh_error(busy, &github).class, ErrorClass::ServerError);
         assert_eq!(ok_false_error(br#"{"ok": false, "error": "invalid_code"}"#).unwrap().code(), "invalid_code");
         assert!(ok_false_error(br#"{"ok": true, "access_token": "x"}"#).is_none());
         assert_eq!(c(401, json!({"error": "invalid_client"})), Some(ErrorClass::Rejected));
