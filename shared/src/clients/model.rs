@@ -127,6 +127,10 @@ impl Quirks {
             if !name_ok || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(Error::invalid(field, "a header name must be a token and not one keyledger sets itself"));
             }
+            // Settings travel in events (and outbound events) in plain text: no credentials.
+            if crate::request_log::redact::is_sensitive_key(name) {
+                return Err(Error::invalid(field, "a header that looks like a credential cannot be a quirk"));
+            }
             if value.len() > 500 || reqwest::header::HeaderValue::from_str(value).is_err() {
                 return Err(Error::invalid(field, "a header value is at most 500 visible ASCII characters"));
             }
@@ -561,6 +565,12 @@ mod tests {
             ("grants", Box::new(|s| s.grants.clear())),
             ("quirks.assumed_lifetime_secs", Box::new(|s| s.quirks.assumed_lifetime_secs = Some(0))),
             ("quirks.expiry_buffer_secs", Box::new(|s| s.quirks.expiry_buffer_secs = Some(90_000))),
+            (
+                "quirks.token_request.headers.X-Api-Key",
+                Box::new(|s| {
+                    s.quirks.token_request.headers.insert("X-Api-Key".into(), "k".into());
+                }),
+            ),
             (
                 "quirks.token_request.headers.Content-Type",
                 Box::new(|s| {
