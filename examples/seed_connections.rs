@@ -19,14 +19,12 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     let ctx = Context::new(Config::from_env()?, "bench-seed");
     let meta = Metadata::system("bench-seed");
-    let err = |e: shared::http::ApiError| anyhow::anyhow!("{e}");
     // Tokens a year out: the benchmark measures the warm path, never a refresh.
     let expires_at = chrono::Utc::now() + chrono::Duration::days(365);
     let ids = seed::connections(&ctx, &meta, n, "bench", "https://provider.invalid/token", expires_at).await?;
     let key =
         api_keys::create(&ctx, api_keys::NewApiKey { name: "bench".into(), scopes: vec![Scope::TokensRead] }, &meta)
-            .await
-            .map_err(err)?
+            .await?
             .key;
     std::fs::write(out.join("connection_ids.txt"), ids.iter().map(|id| format!("{id}\n")).collect::<String>())?;
     std::fs::write(out.join("api_key.txt"), format!("{key}\n"))?;

@@ -1,4 +1,3 @@
--- Reserved: 0003 belongs to the connections branch (tags, client-credentials connections),
--- which is merged separately; this stand-in only keeps the numbering gap-free on the presets
--- branch and is replaced by that branch's 0003 at merge.
+-- Placeholder on the `connections` branch only, so that 0005 builds (numbers may not have
+-- gaps). Another branch owns version 3; at merge its file replaces this one.
 SELECT 1;

@@ -14,5 +14,5 @@ pub fn local_router(ctx: Context) -> Router {
         .merge(oauth::routes(ctx.clone()))
         .merge(token_fetch::routes(ctx.clone()))
         .merge(request_log::routes(ctx));
-    shared::http::finish(app, &config)
+    shared::app::finish(app, &config)
 }

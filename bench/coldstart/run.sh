@@ -55,8 +55,13 @@ for f, arn in roles.items():
 PY
 )"
 
+# TLS as on Lambda (verify-full), against the local server's own CA by its certificate's
+# name (localhost); KEYLEDGER_BENCH_SSLMODE=disable measures without it.
+CA=${PG_CA_FILE:-$(psql "$PG_SERVER_URL" -qAtc 'show ssl_cert_file')}
+SSLMODE=${KEYLEDGER_BENCH_SSLMODE:-verify-full}
+[ "$SSLMODE" != disable ] && HOST=localhost
 common=(AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_REGION="$AWS_REGION" AWS_ACCESS_KEY_ID=testing
-  AWS_SECRET_ACCESS_KEY=testing LOG_FORMAT=json DB_SSLMODE=disable DB_HOST="$HOST" DB_PORT="$PORT" DB_NAME="$DB")
+  AWS_SECRET_ACCESS_KEY=testing LOG_FORMAT=json DB_SSLMODE="$SSLMODE" DB_CA_BUNDLE="$CA" DB_HOST="$HOST" DB_PORT="$PORT" DB_NAME="$DB")
 
 "$VENV/bin/python" - "$ADMIN_KEY" "$WORK" <<'PY'
 import json, sys

@@ -67,6 +67,8 @@ pub async fn connections(
                 expires_at: Some(expires_at),
                 scopes: vec!["read".into()],
                 provider_data: serde_json::json!({}),
+                tags: None,
+                grant: Default::default(),
             };
             projections::record(
                 &tx,

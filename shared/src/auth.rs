@@ -2,12 +2,17 @@
 //!
 //! Owns turning an `Authorization: Bearer` header into a [`Principal`] and the 401/403
 //! rules. Keys are compared by SHA-256 only; a key never reaches a log line or the database.
+//!
+//! The rules are split in steps so that the token hot path (`connections::fetch_token`),
+//! which reads the key and the connection in one round trip, takes the very same decisions:
+//! [`presented_key`] → [`bootstrap`] or a stored key row → [`stored_principal`] →
+//! [`Principal::require`]. Answers in HTTP terms live in `http::map::auth`.
 
 use std::fmt;
 
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::{StatusCode, header, request::Parts},
+    http::{header, request::Parts},
 };
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
@@ -16,9 +21,30 @@ use uuid::Uuid;
 use crate::{
     context::Context,
     crypto::{constant_time_eq, sha256},
+    db::DbError,
     events::Metadata,
     http::{ApiError, RequestId},
 };
+
+/// Why a caller is not let in.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No `Authorization: Bearer` header.
+    #[error("an 'Authorization: Bearer <api key>' header is required")]
+    MissingKey,
+    /// A key that is not the bootstrap key nor a stored, unrevoked one.
+    #[error("unknown API key")]
+    UnknownKey,
+    /// The key is known but lacks the scope.
+    #[error("this API key lacks the '{0}' scope")]
+    InsufficientScope(Scope),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The bootstrap key's hash could not be read (already answered in HTTP terms by `Context`).
+    #[error(transparent)]
+    Context(#[from] ApiError),
+}
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -110,17 +136,9 @@ impl Principal {
         self.scopes.iter().any(|s| *s == scope || *s == Scope::Admin)
     }
 
-    /// 403 `insufficient_scope` unless the key holds `scope` (or `admin`).
-    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.allows(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                format!("this API key lacks the '{scope}' scope"),
-            ))
-        }
+    /// [`Error::InsufficientScope`] unless the key holds `scope` (or `admin`).
+    pub fn require(&self, scope: Scope) -> Result<(), Error> {
+        if self.allows(scope) { Ok(()) } else { Err(Error::InsufficientScope(scope)) }
     }
 
     /// Event metadata naming this caller.
@@ -139,44 +157,52 @@ pub fn bearer(value: Option<&str>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
 }
 
-fn unauthorized(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+/// A key presented longer than this is unknown without hashing it.
+const MAX_KEY_LEN: usize = 256;
+
+/// The SHA-256 of the key an `Authorization` header presents: [`Error::MissingKey`] without
+/// one, [`Error::UnknownKey`] for one no key can be.
+pub fn presented_key(authorization: Option<&str>) -> Result<[u8; 32], Error> {
+    let key = bearer(authorization).ok_or(Error::MissingKey)?;
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::UnknownKey);
+    }
+    Ok(sha256(key.as_bytes()))
+}
+
+/// The bootstrap admin principal, when `hash` is the configured bootstrap key's (compared in
+/// constant time); `None` means "look the key up in `api_keys`".
+pub async fn bootstrap(ctx: &Context, hash: &[u8; 32], request_id: &str) -> Result<Option<Principal>, Error> {
+    let is_admin = ctx.admin_key_hash().await?.is_some_and(|admin| constant_time_eq(hash, admin.as_slice()));
+    Ok(is_admin.then(|| Principal {
+        actor: "admin:bootstrap".into(),
+        scopes: vec![Scope::Admin],
+        request_id: request_id.to_owned(),
+    }))
+}
+
+/// The principal of a stored, unrevoked key. A stored scope this build does not know grants
+/// nothing (fails closed).
+pub fn stored_principal(id: Uuid, scopes: &[String], request_id: &str) -> Principal {
+    Principal {
+        actor: format!("apikey:{id}"),
+        scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        request_id: request_id.to_owned(),
+    }
 }
 
 const LOOKUP: &str = "SELECT id, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL";
 
 /// Authenticates `authorization`: the bootstrap admin key, or a stored, unrevoked key.
-pub async fn authenticate(
-    ctx: &Context,
-    authorization: Option<&str>,
-    request_id: String,
-) -> Result<Principal, ApiError> {
-    let key =
-        bearer(authorization).ok_or_else(|| unauthorized("an 'Authorization: Bearer <api key>' header is required"))?;
-    if key.len() > 256 {
-        return Err(unauthorized("unknown API key"));
-    }
-    let hash = sha256(key.as_bytes());
-    if let Some(admin) = ctx.admin_key_hash().await?
-        && constant_time_eq(&hash, admin.as_slice())
-    {
-        return Ok(Principal { actor: "admin:bootstrap".into(), scopes: vec![Scope::Admin], request_id });
+pub async fn authenticate(ctx: &Context, authorization: Option<&str>, request_id: String) -> Result<Principal, Error> {
+    let hash = presented_key(authorization)?;
+    if let Some(admin) = bootstrap(ctx, &hash, &request_id).await? {
+        return Ok(admin);
     }
     let hash_param = hash.as_slice();
-    let row = ctx
-        .db()
-        .read(LOOKUP, &[(&hash_param, Type::BYTEA)])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| unauthorized("unknown API key"))?;
-    let id: Uuid = row.get(0);
-    let scopes: Vec<String> = row.get(1);
-    Ok(Principal {
-        actor: format!("apikey:{id}"),
-        scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
-        request_id,
-    })
+    let row =
+        ctx.db().read(LOOKUP, &[(&hash_param, Type::BYTEA)]).await?.into_iter().next().ok_or(Error::UnknownKey)?;
+    Ok(stored_principal(row.get("id"), &row.get::<_, Vec<String>>("scopes"), &request_id))
 }
 
 impl<S> FromRequestParts<S> for Principal
@@ -190,7 +216,7 @@ where
         let ctx = Context::from_ref(state);
         let RequestId(request_id) = RequestId::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        authenticate(&ctx, header, request_id).await
+        Ok(authenticate(&ctx, header, request_id).await?)
     }
 }
 
@@ -214,8 +240,8 @@ mod tests {
         assert!(Scope::ALL.iter().all(|s| admin.allows(*s)));
         let reader = p(vec![Scope::TokensRead]);
         assert!(reader.require(Scope::TokensRead).is_ok());
-        let err = reader.require(Scope::TokensRefresh).unwrap_err();
-        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        let err = ApiError::from(reader.require(Scope::TokensRefresh).unwrap_err());
+        assert_eq!(err.status, axum::http::StatusCode::FORBIDDEN);
         assert!(reader.require(Scope::Admin).is_err());
     }
 

@@ -69,7 +69,7 @@ pub struct Config {
     pub db_name: Option<String>,
     /// TLS mode of the database connection.
     pub db_sslmode: SslMode,
-    /// CA bundle (PEM) used by `verify-full`; the bundled web roots when unset.
+    /// CA bundle (PEM) used by `verify-full`; the embedded Amazon RDS bundle when unset.
     pub db_ca_bundle: Option<PathBuf>,
     /// Connections per execution environment.
     pub db_pool_max: usize,
@@ -153,8 +153,9 @@ impl Config {
             }
         };
 
+        // On Lambda the server is RDS (or RDS Proxy), whose CAs are embedded: verify it.
         let db_sslmode = match get("DB_SSLMODE").as_deref() {
-            None if on_lambda => SslMode::Require,
+            None if on_lambda => SslMode::VerifyFull,
             None => SslMode::Disable,
             Some("disable") => SslMode::Disable,
             Some("require") => SslMode::Require,
@@ -332,9 +333,9 @@ mod tests {
     }
 
     #[test]
-    fn lambda_defaults_to_tls_and_json_logs() {
+    fn lambda_defaults_to_verified_tls_and_json_logs() {
         let c = config(&[URL, ("AWS_LAMBDA_FUNCTION_NAME", "admin")]).unwrap();
-        assert_eq!(c.db_sslmode, SslMode::Require);
+        assert_eq!(c.db_sslmode, SslMode::VerifyFull);
         assert_eq!(c.log_format, LogFormat::Json);
     }
 

@@ -2,6 +2,7 @@
 //! domain rule. Function crates own only their trigger (routing, parsing, rendering).
 
 pub mod api_keys;
+pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod clients;
@@ -10,6 +11,7 @@ pub mod connections;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod deadline;
 pub mod events;
 pub mod health;
 pub mod http;
@@ -21,6 +23,7 @@ pub mod outbound;
 pub mod projections;
 pub mod providers;
 pub mod provision;
+pub mod rekey;
 pub mod relay;
 pub mod request_log;
 pub mod roles;

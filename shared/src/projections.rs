@@ -9,9 +9,15 @@
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio_postgres::{IsolationLevel, Transaction};
+use tokio_postgres::{
+    IsolationLevel, Row, Transaction,
+    types::{ToSql, Type},
+};
 
-use crate::events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent};
+use crate::{
+    db::{Db, DbError},
+    events::{self, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
+};
 
 /// A projection function: applies one recorded event of its stream kind to its tables.
 pub type ProjectFn =
@@ -83,6 +89,77 @@ pub async fn record<E: Serialize>(
     Ok(recorded)
 }
 
+/// One change of an event-sourced resource, the shape every update has: lock the resource's
+/// projection row (`lock_sql` ends in `FOR UPDATE` and selects a `version` column), let
+/// `decide` turn the row (or its absence) into events or refuse, record them against that
+/// version with `projector`, commit. Nothing is written when `decide` refuses or returns no
+/// events. The lock makes concurrent changes queue instead of failing; the version check
+/// still catches a writer that did not lock.
+pub async fn update<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    lock_sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    metadata: &Metadata,
+    decide: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    change(db, projector, stream_id, Some((lock_sql, params)), metadata, decide).await
+}
+
+/// Statement parameters with their types, as `query_typed` takes them.
+type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
+
+async fn change<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    lock: Option<(&str, Params<'_>)>,
+    metadata: &Metadata,
+    decide: impl FnOnce(Option<&Row>) -> Result<Vec<E>, Err>,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    let mut client = db.get().await?;
+    let tx = client.transaction().await.map_err(DbError::Query)?;
+    let rows = match lock {
+        Some((sql, params)) => tx.query_typed(sql, params).await.map_err(DbError::Query)?,
+        None => Vec::new(),
+    };
+    let row = rows.first();
+    let version = row.map(|r| r.get::<_, i32>("version"));
+    let events = decide(row)?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+    let recorded = record(&tx, projector, stream_id, expected, &events, metadata).await?;
+    tx.commit().await.map_err(DbError::Query)?;
+    Ok(recorded)
+}
+
+/// Appends `events` to a new stream and projects them, in a transaction of its own.
+pub async fn create<E, Err>(
+    db: &Db,
+    projector: &Projector,
+    stream_id: &str,
+    events: Vec<E>,
+    metadata: &Metadata,
+) -> Result<Vec<RecordedEvent>, Err>
+where
+    E: Serialize,
+    Err: From<DbError> + From<EventStoreError>,
+{
+    // No row to lock: the stream must not exist (`NoStream`), which the append checks.
+    change(db, projector, stream_id, None, metadata, |_| Ok(events)).await
+}
+
 /// How one table compares after a replay.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct TableReport {
@@ -96,6 +173,11 @@ pub struct TableReport {
     pub only_live: Vec<String>,
     /// Keys of rebuilt rows missing from (or different in) the live table.
     pub only_rebuilt: Vec<String>,
+    /// Sealed columns whose value could not be decrypted on one side (`table.column key:
+    /// key id`), when the replay compares plaintexts ([`replay_with_ring`]): the ring lacks
+    /// a key that the log or the live table still needs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub undecryptable: Vec<String>,
 }
 
 /// The outcome of a replay.
@@ -110,7 +192,7 @@ pub struct ReplayReport {
 impl ReplayReport {
     /// True when every projection equals its rebuild.
     pub fn is_clean(&self) -> bool {
-        self.tables.iter().all(|t| t.only_live.is_empty() && t.only_rebuilt.is_empty())
+        self.tables.iter().all(|t| t.only_live.is_empty() && t.only_rebuilt.is_empty() && t.undecryptable.is_empty())
     }
 }
 
@@ -123,6 +205,19 @@ const SAMPLE: i64 = 20;
 pub async fn replay(
     client: &mut tokio_postgres::Client,
     projectors: &[Projector],
+) -> Result<ReplayReport, EventStoreError> {
+    replay_with_ring(client, projectors, None).await
+}
+
+/// [`replay`] that compares sealed columns ([`crate::rekey::SEALED`]) by their plaintexts
+/// under `ring`, not as text: after `keyledger rekey` the live ciphertexts are under the
+/// current key while the log's are under older ones, and both must decrypt to the same
+/// value. A ciphertext the ring cannot open is reported (`undecryptable`): the proof that a
+/// key may not leave the ring yet.
+pub async fn replay_with_ring(
+    client: &mut tokio_postgres::Client,
+    projectors: &[Projector],
+    ring: Option<&crate::crypto::KeyRing>,
 ) -> Result<ReplayReport, EventStoreError> {
     let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await?;
     for table in TABLES {
@@ -146,12 +241,16 @@ pub async fn replay(
     }
     let mut tables = Vec::new();
     for table in TABLES {
+        let mut skip: Vec<&str> = table.ignore.to_vec();
+        if ring.is_some() {
+            skip.extend(crate::rekey::sealed_columns(table.name).map(|s| s.column));
+        }
         let columns: Vec<String> = tx
             .query(
                 "SELECT quote_ident(column_name) FROM information_schema.columns
                  WHERE table_schema = 'public' AND table_name = $1 AND NOT (column_name = ANY($2))
                  ORDER BY ordinal_position",
-                &[&table.name, &table.ignore],
+                &[&table.name, &skip],
             )
             .await?
             .iter()
@@ -165,14 +264,64 @@ pub async fn replay(
             )
         };
         let keys = |rows: Vec<tokio_postgres::Row>| rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>();
-        tables.push(TableReport {
+        let mut report = TableReport {
             table: name.to_owned(),
             live_rows: tx.query_one(&format!("SELECT count(*) FROM public.{name}"), &[]).await?.get(0),
             rebuilt_rows: tx.query_one(&format!("SELECT count(*) FROM pg_temp.{name}"), &[]).await?.get(0),
             only_live: keys(tx.query(&diff("public", "pg_temp"), &[]).await?),
             only_rebuilt: keys(tx.query(&diff("pg_temp", "public"), &[]).await?),
-        });
+            undecryptable: Vec::new(),
+        };
+        if let Some(ring) = ring {
+            compare_sealed(&tx, ring, name, &mut report).await?;
+        }
+        tables.push(report);
     }
     tx.rollback().await?;
     Ok(ReplayReport { events: count, tables })
+}
+
+/// Compares each sealed column of `table` by plaintext, row by row (rows in both tables).
+async fn compare_sealed(
+    tx: &tokio_postgres::Transaction<'_>,
+    ring: &crate::crypto::KeyRing,
+    table: &str,
+    report: &mut TableReport,
+) -> Result<(), EventStoreError> {
+    use secrecy::ExposeSecret;
+    for sealed in crate::rekey::sealed_columns(table) {
+        let (key, col, owner) = (sealed.key, sealed.column, sealed.owner);
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT (l.{key})::text, ({owner})::text, l.{col}, r.{col} FROM public.{table} l
+                     JOIN pg_temp.{table} r USING ({key})"
+                ),
+                &[],
+            )
+            .await?;
+        for row in rows {
+            let (id, stream): (String, String) = (row.get(0), row.get(1));
+            let (live, rebuilt): (Option<String>, Option<String>) = (row.get(2), row.get(3));
+            let owner = crate::crypto::Owner::new(&stream, sealed.field);
+            let open = |v: &Option<String>| -> Result<Option<String>, String> {
+                v.as_deref()
+                    .map(|c| {
+                        ring.decrypt(owner, c)
+                            .map(|p| p.expose_secret().to_owned())
+                            .map_err(|_| crate::crypto::KeyRing::key_id_of(c).unwrap_or("?").to_owned())
+                    })
+                    .transpose()
+            };
+            match (open(&live), open(&rebuilt)) {
+                (Ok(a), Ok(b)) if a == b => {}
+                (Ok(_), Ok(_)) => {
+                    report.only_live.push(id.clone());
+                    report.only_rebuilt.push(id);
+                }
+                (Err(kid), _) | (_, Err(kid)) => report.undecryptable.push(format!("{table}.{col} {id}: {kid}")),
+            }
+        }
+    }
+    Ok(())
 }

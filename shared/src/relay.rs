@@ -382,9 +382,9 @@ async fn send(
 
 /// Time left before `deadline` for the relay, keeping `margin` to save the position.
 pub fn deadline_from(lambda_deadline_ms: u64, margin: Duration) -> Instant {
-    let now_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-    Instant::now() + Duration::from_millis(lambda_deadline_ms.saturating_sub(now_ms)).saturating_sub(margin)
+    let now = std::time::SystemTime::now();
+    let left = crate::deadline::from_millis(lambda_deadline_ms, now).duration_since(now).unwrap_or_default();
+    Instant::now() + left.saturating_sub(margin)
 }
 
 #[cfg(test)]

@@ -94,8 +94,10 @@ pub struct NewRecord {
     /// Who the call was for (an e-mail, an account id).
     pub user_identifier: Option<String>,
     /// The HTTP status, 100–599.
+    #[serde(deserialize_with = "integral")]
     pub status_code: i64,
     /// How long the call took.
+    #[serde(default, deserialize_with = "optional_integral")]
     pub duration_ms: Option<i64>,
     /// The request body: text, or any JSON value (stored as its JSON text).
     pub request_body: Option<Value>,
@@ -168,6 +170,11 @@ pub fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
 }
 
 fn text_field(value: String, field: &str, max: usize) -> Result<String, Error> {
+    // The length is that of the text as sent (what the OpenAPI document's maxLength says);
+    // surrounding white space is then dropped.
+    if value.chars().count() > max {
+        return Err(Error::invalid(field, format!("{field} must be at most {max} characters")));
+    }
     let value = value.trim();
     if value.is_empty() {
         return Err(Error::invalid(field, format!("{field} must not be empty")));
@@ -264,6 +271,30 @@ impl Record {
             deduplicate: true,
         })
     }
+}
+
+/// An integer, also when written as an integral float (`200.0`): JSON and JSON Schema's
+/// `integer` do not tell them apart.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::de::{Error as _, Unexpected};
+    let refused = |what| D::Error::invalid_type(what, &"i64");
+    match Value::deserialize(d)? {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15).map(|x| x as i64))
+            .ok_or_else(|| refused(Unexpected::Other("a number that is not an integer"))),
+        Value::String(_) => Err(refused(Unexpected::Other("a string"))),
+        Value::Bool(_) => Err(refused(Unexpected::Other("a boolean"))),
+        Value::Null => Err(refused(Unexpected::Unit)),
+        Value::Array(_) => Err(refused(Unexpected::Seq)),
+        Value::Object(_) => Err(refused(Unexpected::Map)),
+    }
+}
+
+fn optional_integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "integral")] i64);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(n)| n))
 }
 
 /// Deserializes `value` into `T`, naming the offending field as `{prefix}{path}`.
@@ -673,6 +704,28 @@ mod tests {
 
     fn good() -> Value {
         json!({"service": "llm", "endpoint": "/v1/chat", "method": "post", "status_code": 200})
+    }
+
+    #[test]
+    fn integral_floats_are_integers_and_fractions_are_refused() {
+        let mut r = good();
+        r["status_code"] = json!(201.0);
+        r["duration_ms"] = json!(12.0);
+        let got = parse(r.clone()).unwrap();
+        assert_eq!((got[0].status_code, got[0].duration_ms), (201, Some(12)));
+        r["duration_ms"] = json!(12.5);
+        let err = parse(r).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("duration_ms"));
+        assert!(err.detail.contains("expected i64"), "{}", err.detail);
+    }
+
+    #[test]
+    fn text_length_counts_the_text_as_sent() {
+        let mut r = good();
+        r["service"] = json!(format!(" {} ", "s".repeat(99)));
+        assert_eq!(parse(r.clone()).unwrap_err().field.as_deref(), Some("service"));
+        r["service"] = json!(format!("{} ", "s".repeat(99)));
+        assert_eq!(parse(r).unwrap()[0].service, "s".repeat(99));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 use crate::{
     connections::{self, ConnectionId, LockMode, RefreshOutcome, RefreshRequest, Trigger},
     context::Context,
-    http::ApiError,
+    http::cause_chain,
     oauth::Provider,
 };
 
@@ -28,6 +28,26 @@ use crate::{
 pub const MAX_CANDIDATES: i64 = 50_000;
 /// Time kept in reserve after the last provider call may have ended, to record and answer.
 pub const DEADLINE_RESERVE: Duration = Duration::from_millis(500);
+/// The shortest provider call worth starting in a run shorter than the provider timeout.
+pub const MIN_PROVIDER_CALL: Duration = Duration::from_secs(1);
+
+/// How long the provider call for the next candidate may take, or `None`: defer it.
+///
+/// The invariant: a call that starts can end (by its own timeout) [`DEADLINE_RESERVE`]
+/// before the deadline, so its outcome is always recorded and a token the provider issued
+/// is never dropped. A run long enough for full calls (`full_calls`: the whole run had the
+/// provider timeout plus the reserve) starts them while one still fits and then defers the
+/// rest, so a slow provider near the end is deferred, not failed. A shorter run (a local
+/// `cargo lambda invoke`, a function configured with a short timeout) refreshes what fits:
+/// each call is bounded by the time left, while at least [`MIN_PROVIDER_CALL`] is left.
+pub fn call_budget(left: Duration, provider_timeout: Duration, full_calls: bool) -> Option<Duration> {
+    let usable = left.checked_sub(DEADLINE_RESERVE)?;
+    if full_calls {
+        (usable >= provider_timeout).then_some(provider_timeout)
+    } else {
+        (usable >= MIN_PROVIDER_CALL).then_some(usable.min(provider_timeout))
+    }
+}
 
 /// What one run did (DESIGN §6.5), plus `deferred`: candidates left for the next run
 /// because the deadline came near.
@@ -75,11 +95,14 @@ impl Summary {
 
 const CANDIDATES: &str = "
 SELECT connection_id FROM connections
-WHERE status IN ('active', 'refresh_failing') AND refresh_token IS NOT NULL
+WHERE status IN ('active', 'refresh_failing')
   AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-  AND (expires_at <= now() + make_interval(secs => $1)
-       OR ($2::float8 IS NOT NULL
-           AND (refresh_token_used_at IS NULL OR refresh_token_used_at <= now() - make_interval(secs => $2))))
+  AND ((refresh_token IS NOT NULL
+        AND (expires_at <= now() + make_interval(secs => $1)
+             OR ($2::float8 IS NOT NULL
+                 AND (refresh_token_used_at IS NULL OR refresh_token_used_at <= now() - make_interval(secs => $2)))))
+       -- A client-credentials connection is renewed with the client's credentials (§6.14).
+       OR (grant_type = 'client_credentials' AND expires_at <= now() + make_interval(secs => $1)))
 ORDER BY expires_at NULLS LAST, connection_id
 LIMIT $3";
 
@@ -91,10 +114,10 @@ enum Tally {
     Deferred,
 }
 
-/// Runs one scheduled refresh that must be done by `deadline`: no provider call starts
-/// later than `deadline - PROVIDER_TIMEOUT - reserve`, so everything in flight is recorded
-/// in time and what is left waits for the next run.
-pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Result<Summary, ApiError> {
+/// Runs one scheduled refresh that must be done by `deadline`: each provider call starts
+/// only when it can end before the deadline ([`call_budget`]), so everything in flight is
+/// recorded in time and what is left waits for the next run.
+pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Result<Summary, connections::Error> {
     let started = Instant::now();
     let since = Utc::now();
     let config = ctx.config();
@@ -105,15 +128,23 @@ pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Resul
         .query(CANDIDATES, &[(&window, Type::FLOAT8), (&keepalive, Type::FLOAT8), (&MAX_CANDIDATES, Type::INT8)])
         .await?;
     let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    let cutoff = deadline.checked_sub(config.provider_timeout + DEADLINE_RESERVE).unwrap_or(started);
+    let full_calls = deadline.saturating_duration_since(started) >= config.provider_timeout + DEADLINE_RESERVE;
     let metadata = ctx.system_metadata();
     let tallies: Vec<Tally> = futures::stream::iter(ids.iter())
         .map(|raw| {
             let metadata = &metadata;
             async move {
-                if Instant::now() >= cutoff {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Some(limit) = call_budget(left, config.provider_timeout, full_calls) else {
                     return Tally::Deferred;
-                }
+                };
+                let bounded;
+                let provider = if limit < config.provider_timeout {
+                    bounded = provider.with_call_timeout(limit);
+                    &bounded
+                } else {
+                    provider
+                };
                 let Ok(id) = ConnectionId::parse(raw) else { return Tally::Skipped };
                 let request = RefreshRequest {
                     connection_id: &id,
@@ -128,7 +159,7 @@ pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Resul
                     Ok(RefreshOutcome::ReauthorizationRequired) => Tally::Reauthorization,
                     Ok(_) => Tally::Skipped,
                     Err(e) => {
-                        tracing::error!(connection_id = %id, error = %e, "scheduled refresh could not run");
+                        tracing::error!(connection_id = %id, error = %cause_chain(&e), "scheduled refresh could not run");
                         Tally::Failed
                     }
                 }
@@ -154,6 +185,31 @@ pub async fn run(ctx: &Context, provider: &Provider, deadline: Instant) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_starts_only_when_it_can_end_before_the_deadline() {
+        let timeout = Duration::from_secs(10);
+        let s = Duration::from_secs;
+        // A full-length run: full calls while they fit, then deferral.
+        assert_eq!(call_budget(s(120), timeout, true), Some(timeout));
+        assert_eq!(call_budget(timeout + DEADLINE_RESERVE, timeout, true), Some(timeout));
+        assert_eq!(call_budget(s(10), timeout, true), None);
+        // A short run (3 s left of the whole): what fits, bounded by the time left.
+        assert_eq!(call_budget(s(3), timeout, false), Some(s(3) - DEADLINE_RESERVE));
+        assert_eq!(call_budget(s(60), timeout, false), Some(timeout));
+        assert_eq!(call_budget(MIN_PROVIDER_CALL + DEADLINE_RESERVE, timeout, false), Some(MIN_PROVIDER_CALL));
+        assert_eq!(call_budget(s(1), timeout, false), None);
+        assert_eq!(call_budget(Duration::ZERO, timeout, false), None);
+        // Never beyond the deadline: the budget plus the reserve fits in what is left.
+        for ms in (0..15_000).step_by(250) {
+            let left = Duration::from_millis(ms);
+            for full in [true, false] {
+                if let Some(b) = call_budget(left, timeout, full) {
+                    assert!(b + DEADLINE_RESERVE <= left && b <= timeout, "{ms} ms, full {full}: {b:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn emf_names_every_count() {

@@ -190,7 +190,7 @@ async fn json_answers_of_every_kind_are_never_cached() {
         assert_eq!(header(&answer.headers, "cache-control"), "no-store", "{method} {path}");
         assert_eq!(header(&answer.headers, "x-content-type-options"), "nosniff", "{method} {path}");
     }
-    // The Lambda routers add the same (they share `shared::http::finish`).
+    // The Lambda routers add the same (they share `shared::app::finish`).
     let lambda = admin::router(app.ctx.clone());
     let answer = call(&lambda, Method::GET, "/v1/api-keys", Some(&app.admin_key), None).await;
     assert_eq!(answer.status, StatusCode::OK);

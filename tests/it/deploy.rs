@@ -18,17 +18,17 @@ use std::{
 use serde_yaml::Value;
 use shared::roles;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let text = fs::read_to_string(root().join("template.yaml")).expect("template.yaml at the workspace root");
     serde_yaml::from_str(&text).expect("template.yaml is YAML")
 }
 
 /// A CloudFormation short-form tag (`!Ref X`) or plain value, as text.
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Tagged(t) => format!("{} {}", t.tag, text(&t.value)),
@@ -41,17 +41,17 @@ fn text(v: &Value) -> String {
 }
 
 #[derive(Debug, Default)]
-struct TemplateFunction {
-    logical_id: String,
-    properties: Value,
-    depends_on: Vec<String>,
-    routes: BTreeSet<(String, String)>,
-    schedules: Vec<String>,
-    sqs: Vec<Value>,
+pub(crate) struct TemplateFunction {
+    pub(crate) logical_id: String,
+    pub(crate) properties: Value,
+    pub(crate) depends_on: Vec<String>,
+    pub(crate) routes: BTreeSet<(String, String)>,
+    pub(crate) schedules: Vec<String>,
+    pub(crate) sqs: Vec<Value>,
 }
 
 /// Every `AWS::Serverless::Function`, by its `Binary`.
-fn template_functions() -> BTreeMap<String, TemplateFunction> {
+pub(crate) fn template_functions() -> BTreeMap<String, TemplateFunction> {
     let t = template();
     let mut out = BTreeMap::new();
     for (id, resource) in t["Resources"].as_mapping().unwrap() {
@@ -373,7 +373,7 @@ fn the_schema_resource_runs_migrate_before_every_other_function() {
     let t = template();
     let schema = &t["Resources"]["DatabaseSchema"];
     assert_eq!(schema["Type"].as_str(), Some("Custom::DatabaseSchema"));
-    assert!(text(&schema["Properties"]["ServiceToken"]).contains("MigrateFunction"));
+    assert_eq!(text(&schema["Properties"]["ServiceToken"]), "!GetAtt MigrateFunction.Arn");
     assert_eq!(text(&schema["Properties"]["SchemaHash"]), "!Ref SchemaHash");
     assert_eq!(text(&schema["Properties"]["MigrateVersion"]), "!Ref MigrateFunction.Version");
     assert!(crate_source("migrate").contains("RequestType"), "migrate handles custom-resource events");
@@ -539,7 +539,7 @@ fn the_cli_prints_the_schema_hash_migrate_checks() {
 }
 
 /// A tool installed by `scripts/test` into the deploy virtualenv (`KEYLEDGER_DEPLOY_BIN`).
-fn deploy_tool(name: &str) -> Command {
+pub(crate) fn deploy_tool(name: &str) -> Command {
     let bin = std::env::var("KEYLEDGER_DEPLOY_BIN").unwrap_or_else(|_| {
         panic!("KEYLEDGER_DEPLOY_BIN is not set: run the suite with scripts/test, which installs {name}")
     });

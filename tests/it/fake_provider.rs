@@ -1,6 +1,7 @@
 //! A fake OAuth 2.0 provider served over real HTTP on a loopback port inside the test:
 //! authorization codes bound to PKCE challenges, client authentication checked per method,
-//! refresh-token rotation with reuse detection (`invalid_grant`), and knobs to answer 500,
+//! refresh-token rotation with reuse detection (`invalid_grant`), the client-credentials
+//! grant (RFC 6749 §4.4, no refresh token), and knobs to answer 500,
 //! be slow, omit fields or shape scopes differently. It counts every call.
 //!
 //! The quirks of real providers (DESIGN §6.14) are switches of the same fake, so one
@@ -122,6 +123,10 @@ pub struct ProviderState {
     pub refresh_calls: AtomicUsize,
     /// Token endpoint calls with `grant_type=authorization_code`.
     pub code_calls: AtomicUsize,
+    /// Token endpoint calls with `grant_type=client_credentials`.
+    pub client_credentials_calls: AtomicUsize,
+    /// The `scope` of the last client-credentials request.
+    pub last_client_credentials_scope: Mutex<Option<String>>,
     /// Revocation calls.
     pub revoke_calls: AtomicUsize,
     /// Tokens revoked, with their hints.
@@ -163,6 +168,8 @@ impl FakeProvider {
             behaviour: Mutex::new(Behaviour::default()),
             refresh_calls: AtomicUsize::new(0),
             code_calls: AtomicUsize::new(0),
+            client_credentials_calls: AtomicUsize::new(0),
+            last_client_credentials_scope: Mutex::new(None),
             revoke_calls: AtomicUsize::new(0),
             revoked: Mutex::new(Vec::new()),
             issued: Mutex::new(Vec::new()),
@@ -199,6 +206,11 @@ impl FakeProvider {
     /// Refresh calls so far.
     pub fn refresh_calls(&self) -> usize {
         self.state.refresh_calls.load(Ordering::SeqCst)
+    }
+
+    /// Client-credentials calls so far.
+    pub fn client_credentials_calls(&self) -> usize {
+        self.state.client_credentials_calls.load(Ordering::SeqCst)
     }
 
     /// Every token issued so far.
@@ -352,6 +364,7 @@ async fn token(State(s): State<Arc<ProviderState>>, headers: HeaderMap, raw: axu
     let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     match grant_type.as_str() {
         "refresh_token" => s.refresh_calls.fetch_add(1, Ordering::SeqCst),
+        "client_credentials" => s.client_credentials_calls.fetch_add(1, Ordering::SeqCst),
         _ => s.code_calls.fetch_add(1, Ordering::SeqCst),
     };
     let b = s.behaviour.lock().unwrap().clone();
@@ -409,6 +422,12 @@ async fn token(State(s): State<Arc<ProviderState>>, headers: HeaderMap, raw: axu
                 return quirky_error(&b, StatusCode::BAD_REQUEST, &b.dead_refresh_code);
             }
             answer(&b, &headers, issue(&s, &b, "read write", b.rotate))
+        }
+        // RFC 6749 §4.4: no refresh token; the client asks again.
+        "client_credentials" => {
+            let scope = form.get("scope").cloned();
+            *s.last_client_credentials_scope.lock().unwrap() = scope.clone();
+            axum::Json(issue(&s, &b, scope.as_deref().unwrap_or("read"), false)).into_response()
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }

@@ -254,3 +254,39 @@ async fn a_migration_waiting_for_a_lock_gives_up_and_answers_failed() {
     assert!(started.elapsed() < Duration::from_secs(30), "lock_timeout, not the Lambda deadline");
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_parameter_only_update_provisions_the_roles_on_the_new_database() {
+    // The stack moved to another database (DatabaseName changed, same code and hash): the
+    // Update must run the role provisioning there too, or the functions could not log in.
+    let first = empty_database().await;
+    let names = crate::roles::role_names();
+    let (ids, _passwords) = crate::roles::role_secrets(&names).await;
+    let (sink, url) = response_sink().await;
+    let own = shared::roles::schema_hash();
+    let on_first = TestApp::with_vars(&[("DATABASE_URL", &database_url(&first)), ("ROLE_SECRET_IDS", &ids)]).await;
+    let mut create = with_hashes(cfn_event("Create", &url), &own, None);
+    create["ResourceProperties"]["DatabaseName"] = json!(first);
+    let answer = migrate::handle(&on_first.ctx, &http(), create, deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+
+    let second = empty_database().await;
+    let on_second = TestApp::with_vars(&[("DATABASE_URL", &database_url(&second)), ("ROLE_SECRET_IDS", &ids)]).await;
+    let mut update = with_hashes(cfn_event("Update", &url), &own, Some(&own));
+    update["ResourceProperties"]["DatabaseName"] = json!(second);
+    update["OldResourceProperties"]["DatabaseName"] = json!(first);
+    let answer = migrate::handle(&on_second.ctx, &http(), update, deadline_in(60)).await.unwrap();
+    assert_eq!(answer["Status"], "SUCCESS", "{answer}");
+    assert_eq!(sink.received.lock().unwrap().len(), 2);
+
+    // Each role can do its job on the new database: its grants were applied there.
+    let second_app = TestApp { db_url: database_url(&second), ..on_second };
+    let token_fetch = crate::roles::connect_as(&second_app, &names["token-fetch"]).await;
+    token_fetch.query("SELECT count(*) FROM connections", &[]).await.expect("token-fetch's grants on the new database");
+    let license = crate::roles::connect_as(&second_app, &names["license-validate"]).await;
+    license.query("SELECT count(*) FROM licenses", &[]).await.expect("license-validate's grants on the new database");
+    // Grants are per database: revoke them on both before the roles can go.
+    let first_app = TestApp { db_url: database_url(&first), ..on_first };
+    crate::roles::drop_roles(&first_app, names.values()).await;
+    crate::roles::drop_roles(&second_app, names.values()).await;
+}

@@ -19,7 +19,7 @@ use crate::helpers::{TestApp, call, config_from, connect, secrets_manager, serve
 const PRIVILEGES: [&str; 5] = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"];
 
 /// Role names unique to one test: roles are cluster-wide, tests run in parallel.
-fn role_names() -> BTreeMap<&'static str, String> {
+pub(crate) fn role_names() -> BTreeMap<&'static str, String> {
     let prefix = format!("kl_t_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     GRANTS.iter().map(|g| (g.function, format!("{prefix}_{}", g.function.replace('-', "_")))).collect()
 }
@@ -37,13 +37,13 @@ fn logins(names: &BTreeMap<&'static str, String>) -> Vec<RoleLogin> {
 
 /// `app`'s database as `role` (the local server trusts loopback, so the password is not
 /// checked here; the SCRAM verifiers are checked against pg_authid instead).
-async fn connect_as(app: &TestApp, role: &str) -> Client {
+pub(crate) async fn connect_as(app: &TestApp, role: &str) -> Client {
     let mut url = url::Url::parse(&app.db_url).unwrap();
     url.set_username(role).unwrap();
     connect(url.as_str()).await
 }
 
-async fn drop_roles(app: &TestApp, names: impl IntoIterator<Item = &String>) {
+pub(crate) async fn drop_roles(app: &TestApp, names: impl IntoIterator<Item = &String>) {
     let client = app.client().await;
     for name in names {
         let _ = client.batch_execute(&format!("DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}")).await;
@@ -309,7 +309,7 @@ fn salt_of(verifier: &str) -> (Vec<u8>, u32) {
 
 /// Stores each function's role secret in the emulator, the way the template's generated
 /// secrets look (`username` and `password` only); returns `ROLE_SECRET_IDS` and the passwords.
-async fn role_secrets(names: &BTreeMap<&'static str, String>) -> (String, BTreeMap<&'static str, String>) {
+pub(crate) async fn role_secrets(names: &BTreeMap<&'static str, String>) -> (String, BTreeMap<&'static str, String>) {
     let sm = secrets_manager().await;
     let mut ids = BTreeMap::new();
     let mut passwords = BTreeMap::new();

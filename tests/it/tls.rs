@@ -42,3 +42,17 @@ async fn verify_full_checks_the_chain_and_the_host_name() {
     let unknown_ca = uses_tls(&[("DATABASE_URL", &by_name), ("DB_SSLMODE", "verify-full")]).await;
     assert!(unknown_ca.is_err(), "a self-signed certificate must not verify against the web roots");
 }
+
+#[tokio::test]
+async fn on_lambda_verify_full_is_the_default_and_trusts_only_rds_unless_told_otherwise() {
+    let url = with_host(&database_url(&fresh_database().await), "localhost");
+    let lambda = ("AWS_LAMBDA_FUNCTION_NAME", "token-fetch");
+    // No DB_SSLMODE: verified against the embedded Amazon RDS bundle, which the local
+    // server's private CA is not in, so the connection is refused.
+    let refused = uses_tls(&[("DATABASE_URL", &url), lambda]).await;
+    let err = refused.expect_err("a certificate outside the RDS bundle must not verify by default on Lambda");
+    assert!(format!("{err:#}").contains("TLS handshake"), "{err:#}");
+    // The same default with the private CA named: verified and encrypted.
+    let ca = ca();
+    assert!(uses_tls(&[("DATABASE_URL", &url), lambda, ("DB_CA_BUNDLE", &ca)]).await.unwrap());
+}

@@ -20,7 +20,7 @@ const SCHEDULE_EVENT: &str = include_str!("../fixtures/eventbridge-schedule.json
 
 /// `n` connections of `client` (prefix `prefix`) whose tokens expire in `expires_in` seconds,
 /// recorded through the event store with refresh tokens the fake provider knows.
-async fn seed(w: &World, client: &str, prefix: &str, n: usize, expires_in: i64) -> Vec<String> {
+pub(crate) async fn seed(w: &World, client: &str, prefix: &str, n: usize, expires_in: i64) -> Vec<String> {
     let keyring = w.app.ctx.keyring().await.unwrap();
     let mut db = w.app.ctx.db().get().await.unwrap();
     let tx = db.transaction().await.unwrap();
@@ -38,6 +38,8 @@ async fn seed(w: &World, client: &str, prefix: &str, n: usize, expires_in: i64) 
             expires_at: Some(Utc::now() + chrono::Duration::seconds(expires_in)),
             scopes: vec!["read".into()],
             provider_data: json!({}),
+            tags: None,
+            grant: Default::default(),
         };
         projections::record(
             &tx,

@@ -37,7 +37,7 @@ pub fn routes(ctx: Context) -> Router {
 pub fn router(ctx: Context) -> Router {
     let config = ctx.config().clone();
     let app = routes(ctx.clone()).route("/health", get(shared::health::health).with_state(ctx));
-    shared::http::finish(app, &config)
+    shared::app::finish(app, &config)
 }
 
 /// Serialises the answer once and signs exactly the bytes it sends, so the signature covers

@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let ctx = ctx.clone();
         async move {
-            let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+            let deadline = shared::deadline::from_millis(event.context.deadline, SystemTime::now());
             migrate::handle(&ctx, http()?, event.payload, deadline).await.map_err(lambda_runtime::Error::from)
         }
     }))

@@ -48,7 +48,7 @@ pub fn routes(ctx: Context) -> Router {
 pub fn router(ctx: Context) -> Router {
     let config = ctx.config().clone();
     let app = routes(ctx.clone()).route("/health", get(shared::health::health).with_state(ctx));
-    shared::http::finish(app, &config)
+    shared::app::finish(app, &config)
 }
 
 /// JSON when the caller asks for it and does not also take HTML (a browser sends both).
@@ -67,7 +67,9 @@ async fn callback(
     let outcome = match params {
         Ok(Query(params)) => {
             let metadata = Metadata { request_id: Some(request_id), actor: "public".into(), function: FUNCTION.into() };
-            connections::complete_authorization(&state.ctx, &state.provider, params, &metadata).await
+            connections::complete_authorization(&state.ctx, &state.provider, params, &metadata)
+                .await
+                .map_err(ApiError::from)
         }
         Err(e) => Err(e),
     };

@@ -1,11 +1,12 @@
-//! The `token-fetch` function's routes (DESIGN §6.2, §6.4): valid access tokens, forced
-//! refreshes, starting authorizations, connection status, history and revocation.
+//! The `token-fetch` function's routes (DESIGN §6.2, §6.4, §6.14): valid access tokens,
+//! forced refreshes, starting authorizations, client-credentials connections, connection
+//! status, tags, history and revocation.
 //! Parsing and rendering only; the rules live in `shared::connections`.
 
 use axum::{
     Router,
     body::Body,
-    extract::{FromRef, Path, State},
+    extract::{FromRef, Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -15,7 +16,7 @@ use shared::{
     Context,
     auth::{Principal, Scope},
     connections::{self, Refresher, Token},
-    http::{ApiError, Json, Query, RequestId},
+    http::{ApiError, Json, Query, RequestId, parse_query},
 };
 
 /// The function's name, as deployed and as logged.
@@ -44,8 +45,8 @@ pub fn routes(ctx: Context) -> Router {
         .route("/v1/tokens/{id}", get(get_token))
         .route("/v1/tokens/{id}/refresh", post(refresh_token))
         .route("/v1/connections/authorize", post(authorize))
-        .route("/v1/connections", get(list_connections))
-        .route("/v1/connections/{id}", get(get_connection).delete(revoke_connection))
+        .route("/v1/connections", get(list_connections).post(create_connection))
+        .route("/v1/connections/{id}", get(get_connection).patch(update_connection).delete(revoke_connection))
         .route("/v1/connections/{id}/events", get(connection_events))
         .with_state(AppState { ctx, refresher })
 }
@@ -54,7 +55,7 @@ pub fn routes(ctx: Context) -> Router {
 pub fn router(ctx: Context) -> Router {
     let config = ctx.config().clone();
     let app = routes(ctx.clone()).route("/health", get(shared::health::health).with_state(ctx));
-    shared::http::finish(app, &config)
+    shared::app::finish(app, &config)
 }
 
 fn token_response(token: &Token) -> Response {
@@ -100,10 +101,34 @@ async fn authorize(
 async fn list_connections(
     State(state): State<AppState>,
     principal: Principal,
-    Query(params): Query<connections::ListParams>,
+    RawQuery(query): RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::ConnectionsRead)?;
+    let (tags, rest) = connections::split_tag_filters(query.as_deref().unwrap_or(""))?;
+    let params = connections::ListParams { tags, ..parse_query(&rest)? };
     Ok(axum::Json(connections::list(&state.ctx, params).await?))
+}
+
+async fn create_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<connections::NewConnection>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::ConnectionsWrite)?;
+    let created =
+        connections::create(&state.ctx, &state.refresher.provider, body, &principal.metadata(FUNCTION)).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+async fn update_connection(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<connections::TagsPatch>,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::ConnectionsWrite)?;
+    let id = connections::parse_path_id(&id)?;
+    Ok(axum::Json(connections::update_tags(&state.ctx, &id, body, &principal.metadata(FUNCTION)).await?))
 }
 
 async fn get_connection(

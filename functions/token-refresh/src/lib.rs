@@ -31,7 +31,7 @@ pub async fn handle(
     let event_id = trigger.id();
     let summary = scheduled_refresh::run(ctx, provider, Instant::now() + remaining)
         .await
-        .map_err(|e| lambda_runtime::Error::from(e.to_string()))?;
+        .map_err(|e| lambda_runtime::Error::from(shared::http::cause_chain(&e)))?;
     let json = serde_json::to_value(&summary)?;
     tracing::info!(event_id, summary = %json, "scheduled refresh finished");
     println!("{}", summary.emf(FUNCTION));

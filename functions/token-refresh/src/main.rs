@@ -1,6 +1,6 @@
 #![recursion_limit = "256"]
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
@@ -16,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (ctx, provider) = (ctx.clone(), provider.clone());
         async move {
-            let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+            let deadline = shared::deadline::from_millis(event.context.deadline, SystemTime::now());
             token_refresh::handle(&ctx, &provider, &event.payload, deadline).await
         }
     }))

@@ -1,33 +1,50 @@
 //! Status, listing, history and revocation of connections.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
 
-pub(super) const VIEW_COLUMNS: &str = "connection_id, client_id, status, expires_at, last_refreshed_at, consecutive_failures, \
-                            last_error, scopes, provider_data, created_at, updated_at";
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::{Row, types::Type};
+use uuid::Uuid;
 
-pub(super) fn view(row: &Row) -> Result<Connection, ApiError> {
-    let status: String = row.get("status");
+use super::{
+    Connection, ConnectionEvent, ConnectionId, Error, Grant, LOCK_WAIT, Locked, PROJECTOR, Status, Tags, decrypt,
+    lock_row,
+};
+use crate::{
+    context::Context,
+    events::{self as event_store, ExpectedVersion, Metadata},
+    http::{Page, decode_cursor, encode_cursor, page_limit},
+    oauth::Provider,
+    projections,
+};
+
+const GET: &str = include_str!("sql/get.sql");
+const LIST: &str = include_str!("sql/list.sql");
+
+fn view(row: &Row) -> Result<Connection, Error> {
     Ok(Connection {
         connection_id: row.get("connection_id"),
         client_id: row.get("client_id"),
-        status: Status::parse(&status).ok_or_else(|| ApiError::internal(format!("stored status '{status}'")))?,
+        status: Status::stored(row.get("status"))?,
         expires_at: row.get("expires_at"),
         last_refreshed_at: row.get("last_refreshed_at"),
         consecutive_failures: row.get("consecutive_failures"),
         last_error: row.get("last_error"),
         scopes: row.get("scopes"),
         provider_data: row.get("provider_data"),
+        tags: Tags::stored(row.get("tags"))?,
+        grant: Grant::stored(row.get("grant_type"))?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
 }
 
 /// One connection's status.
-pub async fn get(ctx: &Context, id: &ConnectionId) -> Result<Connection, ApiError> {
-    let sql = format!("SELECT {VIEW_COLUMNS} FROM connections WHERE connection_id = $1");
-    let rows = ctx.db().query(&sql, &[(&id.as_str(), Type::TEXT)]).await?;
-    rows.first().map(view).transpose()?.ok_or_else(|| not_found(id.as_str()))
+pub async fn get(ctx: &Context, id: &ConnectionId) -> Result<Connection, Error> {
+    let rows = ctx.db().query(GET, &[(&id.as_str(), Type::TEXT)]).await?;
+    rows.first().map(view).transpose()?.ok_or_else(|| Error::NotFound(id.to_string()))
 }
 
 /// Filters of `GET /v1/connections`.
@@ -42,37 +59,40 @@ pub struct ListParams {
     pub limit: Option<i64>,
     /// Opaque cursor.
     pub cursor: Option<String>,
+    /// Only connections with all these tags (`?tag.<name>=<value>`, see [`split_tag_filters`]).
+    #[serde(skip)]
+    pub tags: Tags,
 }
 
 /// Connections in id order.
-pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>, ApiError> {
+pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>, Error> {
     let limit = page_limit(params.limit)?;
     let status = params
         .status
         .as_deref()
         .map(|s| {
             Status::parse(s).ok_or_else(|| {
-                ApiError::invalid_field(
-                    "status",
-                    "status must be active, refresh_failing, reauthorization_required or revoked",
-                )
+                Error::invalid("status", "status must be active, refresh_failing, reauthorization_required or revoked")
             })
         })
         .transpose()?
         .map(Status::as_str);
     let after: Option<String> = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let fetch = limit + 1;
-    let sql = format!(
-        "SELECT {VIEW_COLUMNS} FROM connections
-         WHERE ($1::uuid IS NULL OR client_id = $1) AND ($2::text IS NULL OR status = $2)
-           AND ($3::text IS NULL OR connection_id > $3)
-         ORDER BY connection_id LIMIT $4"
-    );
+    // Containment (`tags @> {...}`), which the GIN index on tags serves; the keyset on
+    // connection_id pages through the matches.
+    let tags = (!params.tags.is_empty()).then(|| params.tags.to_json());
     let rows = ctx
         .db()
         .query(
-            &sql,
-            &[(&params.client_id, Type::UUID), (&status, Type::TEXT), (&after, Type::TEXT), (&fetch, Type::INT8)],
+            LIST,
+            &[
+                (&params.client_id, Type::UUID),
+                (&status, Type::TEXT),
+                (&after, Type::TEXT),
+                (&fetch, Type::INT8),
+                (&tags, Type::JSONB),
+            ],
         )
         .await?;
     let mut items = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
@@ -81,6 +101,40 @@ pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>,
         encode_cursor(&items.last().map(|c| c.connection_id.clone()))
     });
     Ok(Page { items, next_cursor })
+}
+
+/// The body of `PATCH /v1/connections/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsPatch {
+    /// The connection's new tags (all of them; `{}` removes every tag).
+    pub tags: BTreeMap<String, String>,
+}
+
+const LOCK_TAGS: &str = include_str!("sql/lock_tags.sql");
+
+/// `PATCH /v1/connections/{id} {"tags"}`: replaces the tags (ConnectionTagsChanged), unless
+/// they are the same already; a revoked connection keeps its tags (409).
+pub async fn update_tags(
+    ctx: &Context,
+    id: &ConnectionId,
+    patch: TagsPatch,
+    metadata: &Metadata,
+) -> Result<Connection, Error> {
+    let tags = Tags::parse("tags", patch.tags)?;
+    let current = get(ctx, id).await?;
+    if current.tags != tags {
+        let key = id.as_str();
+        projections::update(ctx.db(), &PROJECTOR, &id.stream(), LOCK_TAGS, &[(&key, Type::TEXT)], metadata, |row| {
+            let row = row.ok_or_else(|| Error::NotFound(id.to_string()))?;
+            if Status::stored(row.get("status"))? == Status::Revoked {
+                return Err(Error::Revoked(id.clone()));
+            }
+            Ok(vec![ConnectionEvent::ConnectionTagsChanged { tags }])
+        })
+        .await?;
+    }
+    get(ctx, id).await
 }
 
 /// One event of a connection's history, without secrets.
@@ -98,7 +152,7 @@ pub struct HistoryItem {
 }
 
 /// Fields that never leave the service, even as ciphertexts.
-pub(super) const SECRET_FIELDS: &[&str] = &["access_token", "refresh_token"];
+const SECRET_FIELDS: &[&str] = &["access_token", "refresh_token"];
 
 const CLIENT_CAPTURE: &str =
     "SELECT cl.capture FROM connections c JOIN clients cl ON cl.id = c.client_id WHERE c.connection_id = $1";
@@ -109,23 +163,23 @@ pub async fn history(
     id: &ConnectionId,
     limit: Option<i64>,
     cursor: Option<&str>,
-) -> Result<Page<HistoryItem>, ApiError> {
+) -> Result<Page<HistoryItem>, Error> {
     let limit = page_limit(limit)?;
     let after: i32 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
     let db = ctx.db().get().await?;
     let recorded = event_store::read_stream(&**db, &id.stream(), after, limit + 1).await?;
     if recorded.is_empty() && after == 0 {
-        return Err(not_found(id.as_str()));
+        return Err(Error::NotFound(id.to_string()));
     }
     // What the connection's client captures is all history may show of `provider_data`
     // (an old event, or one written under another client, never shows more).
-    let capture: Vec<oauth::CapturePath> = db
+    let capture: Vec<crate::oauth::CapturePath> = db
         .query_typed(CLIENT_CAPTURE, &[(&id.as_str(), Type::TEXT)])
         .await?
         .first()
         .map(|row| {
-            let c = clients::stored_capture(&row.get(0));
-            c.callback.iter().chain(&c.token).filter_map(|f| clients::capture_path(f).ok()).collect()
+            let c = crate::clients::stored_capture(&row.get(0));
+            c.callback.iter().chain(&c.token).filter_map(|f| crate::clients::capture_path(f).ok()).collect()
         })
         .unwrap_or_default();
     let mut items: Vec<HistoryItem> = recorded
@@ -145,23 +199,18 @@ pub async fn history(
 /// Revokes a connection: the provider's `revoke_url` is called when the client has one
 /// (best effort; the outcome is recorded), then ConnectionRevoked wipes the tokens from the
 /// projection. Revoking a revoked connection changes nothing.
-pub async fn revoke(
-    ctx: &Context,
-    provider: &Provider,
-    id: &ConnectionId,
-    metadata: &Metadata,
-) -> Result<(), ApiError> {
+pub async fn revoke(ctx: &Context, provider: &Provider, id: &ConnectionId, metadata: &Metadata) -> Result<(), Error> {
     let keyring = ctx.keyring().await?;
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
     let rows = lock_row(ctx, &tx, LOCK_WAIT, id).await?;
-    let row = rows.first().ok_or_else(|| not_found(id.as_str()))?;
+    let row = rows.first().ok_or_else(|| Error::NotFound(id.to_string()))?;
     let c = Locked::from_row(row, &keyring)?;
     if c.status == Status::Revoked {
         return Ok(());
     }
     let stream_id = id.stream();
-    let token = match (&c.refresh_token, &c.access_token) {
+    let token = match (&c.refresh_token, &c.token.access_token) {
         (Some(rt), _) => Some((decrypt(&keyring, &stream_id, "refresh_token", rt)?, "refresh_token")),
         (None, Some(at)) => Some((decrypt(&keyring, &stream_id, "access_token", at)?, "access_token")),
         (None, None) => None,

@@ -1,7 +1,23 @@
 //! Starting and completing authorizations (`POST /v1/connections/authorize`, the callback).
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{ConnectionEvent, ConnectionId, Error, Grant, PROJECTOR, Status, Tags};
+use crate::{
+    clients,
+    context::Context,
+    crypto::Owner,
+    events::{ExpectedVersion, Metadata},
+    oauth::{self, Provider, TokenEndpoint},
+    projections,
+};
 
 /// The body of `POST /v1/connections/authorize`.
 #[derive(Debug, Deserialize)]
@@ -14,6 +30,9 @@ pub struct AuthorizeRequest {
     /// Where the browser goes after the callback.
     #[serde(default)]
     pub return_to: Option<String>,
+    /// The caller's labels for the connection (kept with the pending state until the callback).
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// The answer of `POST /v1/connections/authorize`.
@@ -25,32 +44,44 @@ pub struct AuthorizeStart {
     pub expires_at: DateTime<Utc>,
 }
 
-pub(super) const OWNER_OF: &str = "SELECT client_id, status FROM connections WHERE connection_id = $1";
+const OWNER_OF: &str = include_str!("sql/owner_of.sql");
+const LOCK_ANY: &str = include_str!("sql/lock_any.sql");
+
+/// [`Error::OwnedByAnotherClient`] when `id` is a live connection of another client; a
+/// revoked one may be taken over.
+pub(super) async fn ensure_free_for(ctx: &Context, id: &ConnectionId, client_id: Uuid) -> Result<(), Error> {
+    let rows = ctx.db().query(OWNER_OF, &[(&id.as_str(), Type::TEXT)]).await?;
+    if let Some(row) = rows.first() {
+        let owner: Uuid = row.get("client_id");
+        // An unknown stored status counts as live: the id stays taken (fails closed).
+        let revoked = Status::parse(row.get("status")) == Some(Status::Revoked);
+        if owner != client_id && !revoked {
+            return Err(Error::OwnedByAnotherClient(id.clone()));
+        }
+    }
+    Ok(())
+}
 
 /// Starts an authorization: a random single-use state (10 minutes) remembering the client,
 /// connection, PKCE verifier and `return_to`.
-pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, ApiError> {
-    let id =
-        ConnectionId::parse(&req.connection_id).map_err(|e| ApiError::invalid_field("connection_id", e.to_string()))?;
+pub async fn start_authorization(ctx: &Context, req: AuthorizeRequest) -> Result<AuthorizeStart, Error> {
+    let id = ConnectionId::parse(&req.connection_id).map_err(|e| Error::invalid("connection_id", e.to_string()))?;
+    let tags = req.tags.map(|t| Tags::parse("tags", t)).transpose()?;
     let return_to = match req.return_to.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => Some(clients::parse_endpoint("return_to", raw)?.to_string()),
     };
     let client = clients::provider(ctx, req.client_id).await?;
-    let rows = ctx.db().query(OWNER_OF, &[(&id.as_str(), Type::TEXT)]).await?;
-    if let Some(row) = rows.first() {
-        let owner: Uuid = row.get(0);
-        let status: String = row.get(1);
-        if owner != client.id && status != Status::Revoked.as_str() {
-            return Err(ApiError::conflict(
-                "connection_exists",
-                format!("connection '{id}' belongs to another client; revoke it first or choose another id"),
-            ));
-        }
-    }
+    ensure_free_for(ctx, &id, client.id).await?;
     let keyring = ctx.keyring().await?;
-    let (state, challenge, expires_at) =
-        oauth::create_state(ctx, &keyring, client.id, id.as_str(), client.settings.pkce, return_to.as_deref()).await?;
+    let pending = oauth::NewState {
+        client_id: client.id,
+        connection_id: id.as_str(),
+        pkce: client.settings.pkce,
+        return_to: return_to.as_deref(),
+        tags: tags.as_ref().map(Tags::to_json),
+    };
+    let (state, challenge, expires_at) = oauth::create_state(ctx, &keyring, pending).await?;
     let url = oauth::authorize_url(&client, &state, challenge.as_deref())?;
     Ok(AuthorizeStart { authorize_url: url.to_string(), expires_at })
 }
@@ -95,14 +126,6 @@ pub enum CallbackOutcome {
     },
 }
 
-/// 400 `invalid_state`.
-pub fn invalid_state() -> ApiError {
-    ApiError::bad_request(
-        "invalid_state",
-        "this authorization link is unknown, expired or already used; start the connection again",
-    )
-}
-
 /// Completes an authorization: consumes the state (unknown, expired, reused → `invalid_state`,
 /// nothing stored), records a provider error, or exchanges the code and stores the tokens.
 pub async fn complete_authorization(
@@ -110,11 +133,12 @@ pub async fn complete_authorization(
     provider: &Provider,
     params: CallbackParams,
     metadata: &Metadata,
-) -> Result<CallbackOutcome, ApiError> {
+) -> Result<CallbackOutcome, Error> {
     let state = params.state.as_deref().unwrap_or("");
     let keyring = ctx.keyring().await?;
-    let pending = oauth::consume_state(ctx, &keyring, state).await?.ok_or_else(invalid_state)?;
-    let id = ConnectionId::parse(&pending.connection_id).map_err(ApiError::internal)?;
+    let pending = oauth::consume_state(ctx, &keyring, state).await?.ok_or(Error::InvalidState)?;
+    let id = ConnectionId::parse(&pending.connection_id)
+        .map_err(|_| Error::UnknownStored { what: "pending connection_id", value: pending.connection_id.clone() })?;
     let stream_id = id.stream();
     let failed = Failure {
         ctx,
@@ -161,6 +185,9 @@ pub async fn complete_authorization(
         expires_at: set.expires_at(now),
         scopes: set.scopes.clone().unwrap_or_else(|| client.settings.scopes.clone()),
         provider_data: Value::Object(with_callback_values(set.provider_data.clone(), &client, &params.extra)),
+        // Tags the caller gave when it started; a state of the previous release has none.
+        tags: pending.tags.map(Tags::stored).transpose()?,
+        grant: Grant::AuthorizationCode,
     };
     record_any(ctx, &stream_id, event, metadata).await?;
     Ok(CallbackOutcome::Connected { connection_id: id.0.clone(), return_to: pending.return_to })
@@ -169,10 +196,10 @@ pub async fn complete_authorization(
 /// `data` plus the callback query values the client captures, each bounded and without
 /// control characters (a callback value is replaced on every authorization).
 fn with_callback_values(
-    mut data: Map<String, Value>,
+    mut data: serde_json::Map<String, Value>,
     client: &clients::ProviderClient,
     query: &std::collections::BTreeMap<String, String>,
-) -> Map<String, Value> {
+) -> serde_json::Map<String, Value> {
     for field in &client.settings.capture.callback {
         if let Some(value) = query.get(field.path()) {
             data.insert(field.stored_as().to_owned(), Value::String(clip_text(value)));
@@ -182,7 +209,7 @@ fn with_callback_values(
 }
 
 /// Records AuthorizationFailed for a consumed state.
-pub(super) struct Failure<'a> {
+struct Failure<'a> {
     ctx: &'a Context,
     stream_id: &'a str,
     client_id: Uuid,
@@ -192,7 +219,7 @@ pub(super) struct Failure<'a> {
 }
 
 impl Failure<'_> {
-    async fn record(&self, error: String, description: String) -> Result<CallbackOutcome, ApiError> {
+    async fn record(&self, error: String, description: String) -> Result<CallbackOutcome, Error> {
         let event = ConnectionEvent::AuthorizationFailed {
             client_id: self.client_id,
             error: error.clone(),
@@ -208,26 +235,27 @@ impl Failure<'_> {
     }
 }
 
-pub(super) fn clip_code(code: &str) -> String {
+fn clip_code(code: &str) -> String {
     code.chars().filter(|c| c.is_ascii_graphic()).take(64).collect()
 }
 
-pub(super) fn clip_text(text: &str) -> String {
+fn clip_text(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
+/// Records `event` under the connection's row lock (when there is a row) at any version.
 pub(super) async fn record_any(
     ctx: &Context,
     stream_id: &str,
     event: ConnectionEvent,
     metadata: &Metadata,
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
     // Take the row lock when there is a row, so an authorization never interleaves with a
     // refresh of the same connection.
     let id = stream_id.trim_start_matches("connection-");
-    tx.query_typed("SELECT 1 FROM connections WHERE connection_id = $1 FOR UPDATE", &[(&id, Type::TEXT)]).await?;
+    tx.query_typed(LOCK_ANY, &[(&id, Type::TEXT)]).await?;
     projections::record(&tx, &PROJECTOR, stream_id, ExpectedVersion::Any, &[event], metadata).await?;
     tx.commit().await?;
     Ok(())

@@ -1,7 +1,11 @@
 //! The events of a `connection-<id>` stream (token fields hold ciphertexts only).
 
-#[allow(unused_imports)]
-use super::*;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Grant, Tags, Trigger};
 
 /// Events of a `connection-<id>` stream. Token fields hold ciphertexts only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -23,6 +27,17 @@ pub enum ConnectionEvent {
         scopes: Vec<String>,
         /// Extra fields of the token response.
         provider_data: Value,
+        /// Tags given with the authorization; none keeps the connection's tags.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tags: Option<Tags>,
+        /// How the tokens were obtained (absent: `authorization_code`).
+        #[serde(default, skip_serializing_if = "Grant::is_authorization_code")]
+        grant: Grant,
+    },
+    /// The caller replaced the connection's tags.
+    ConnectionTagsChanged {
+        /// The new tags (all of them).
+        tags: Tags,
     },
     /// An authorization ended with a provider error or a failed code exchange.
     AuthorizationFailed {

@@ -10,51 +10,46 @@
 //! before they reach an event or a row. Nothing here formats a token into a log line or an
 //! error; the only plaintext that leaves is the access token of `GET /v1/tokens/{id}`.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError, Weak},
-    time::Duration,
-};
-
-use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use tokio_postgres::{Row, Transaction, error::SqlState, types::Type};
-use uuid::Uuid;
-
-use crate::{
-    auth::{Scope, bearer},
-    clients::{self, AuthMethod},
-    context::Context,
-    crypto::{KeyRing, Owner, constant_time_eq, sha256},
-    events::{self as event_store, EventStoreError, ExpectedVersion, Metadata, RecordedEvent},
-    http::{ApiError, Page, decode_cursor, encode_cursor, page_limit},
-    oauth::{self, ErrorClass, Provider, ProviderError, TokenEndpoint, TokenSet},
-    projections,
-};
+use std::time::Duration;
 
 /// After a transient failure, inline refreshes of a connection are tried at most this often.
 pub const INLINE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
 mod admin;
 mod authorize;
+mod error;
 mod events;
+mod grant;
 mod model;
 mod projection;
-mod refresh;
+pub mod refresh;
+mod tags;
 mod token;
 
-pub use admin::*;
-pub use authorize::*;
-pub use events::*;
-pub use model::*;
-pub use projection::*;
-pub use refresh::*;
-pub use token::*;
+pub use admin::{HistoryItem, ListParams, TagsPatch, get, history, list, revoke, update_tags};
+pub use authorize::{
+    AuthorizeRequest, AuthorizeStart, CallbackOutcome, CallbackParams, complete_authorization, start_authorization,
+};
+pub use error::Error;
+pub use events::ConnectionEvent;
+pub use grant::{NewConnection, create};
+pub use model::{
+    Connection, ConnectionId, Grant, InvalidConnectionId, Refresher, Status, Token, Trigger, parse_path_id,
+};
+use model::{StoredToken, TokenColumns, decrypt, is_due, retry_after_throttle};
+pub use projection::{PROJECTOR, project};
+use refresh::{LOCK_WAIT, Locked, lock_row};
+pub use refresh::{LockMode, RefreshOutcome, RefreshRequest, backoff, refresh};
+pub use tags::{MAX_TAGS, Tags, split_tag_filters};
+pub use token::{fetch_token, force_refresh};
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+    use secrecy::SecretString;
+    use serde_json::Value;
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]

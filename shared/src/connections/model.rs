@@ -1,8 +1,24 @@
-//! Connection values: the id, status, trigger, the listed view, the decrypted token and the
-//! per-environment refresher.
+//! Connection values: the id, status, trigger, the listed view, the stored and the decrypted
+//! token, and the per-environment refresher.
 
-#[allow(unused_imports)]
-use super::*;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError, Weak},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{Error, INLINE_RETRY_INTERVAL, Tags};
+use crate::{
+    crypto::{KeyRing, Owner},
+    oauth::Provider,
+};
 
 /// A caller's name for one connection: 1–128 characters of `A-Z a-z 0-9 . _ : -`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,14 +65,9 @@ pub(super) fn stream(id: &str) -> String {
     format!("connection-{id}")
 }
 
-/// 404 `connection_not_found`.
-pub fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("connection_not_found", format!("no connection '{id}'"))
-}
-
 /// A path segment as a connection id; an impossible id is simply not found.
-pub fn parse_path_id(raw: &str) -> Result<ConnectionId, ApiError> {
-    ConnectionId::parse(raw).map_err(|_| not_found(raw))
+pub fn parse_path_id(raw: &str) -> Result<ConnectionId, Error> {
+    ConnectionId::parse(raw).map_err(|_| Error::NotFound(raw.to_owned()))
 }
 
 /// What caused a refresh.
@@ -102,6 +113,47 @@ impl Status {
             .into_iter()
             .find(|v| v.as_str() == s)
     }
+
+    /// A stored status; an unknown one is an error, never a guess (fails closed).
+    pub(super) fn stored(s: &str) -> Result<Self, Error> {
+        Self::parse(s).ok_or_else(|| Error::UnknownStored { what: "status", value: s.to_owned() })
+    }
+}
+
+/// How a connection's tokens are obtained and renewed (DESIGN §6.14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A user authorized it in the browser; renewed with the refresh token, if any.
+    #[default]
+    AuthorizationCode,
+    /// The client's own credentials; renewed by asking for a new token the same way.
+    ClientCredentials,
+}
+
+impl Grant {
+    /// The wire name (also the `grant_type` of the token request).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::AuthorizationCode, Self::ClientCredentials].into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// A stored grant; an unknown one is an error, never a guess (fails closed).
+    pub(super) fn stored(s: &str) -> Result<Self, Error> {
+        Self::parse(s).ok_or_else(|| Error::UnknownStored { what: "grant_type", value: s.to_owned() })
+    }
+
+    /// True for the default (left out of events, so that old and new ones read the same).
+    pub fn is_authorization_code(&self) -> bool {
+        *self == Self::AuthorizationCode
+    }
 }
 
 /// A connection as listed: no secrets.
@@ -125,6 +177,10 @@ pub struct Connection {
     pub scopes: Vec<String>,
     /// Extra fields the provider returned (Zoho's `api_domain`, …).
     pub provider_data: Value,
+    /// The caller's labels (DESIGN §6.14).
+    pub tags: Tags,
+    /// How its tokens are obtained.
+    pub grant: Grant,
     /// First authorization.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -188,6 +244,79 @@ impl Token {
     }
 }
 
+/// The names of a token's columns in a statement's result.
+pub(super) struct TokenColumns {
+    client_id: &'static str,
+    access_token: &'static str,
+    token_type: &'static str,
+    expires_at: &'static str,
+    scopes: &'static str,
+    provider_data: &'static str,
+}
+
+impl TokenColumns {
+    /// The `connections` table's own names.
+    pub(super) const TABLE: Self = Self {
+        client_id: "client_id",
+        access_token: "access_token",
+        token_type: "token_type",
+        expires_at: "expires_at",
+        scopes: "scopes",
+        provider_data: "provider_data",
+    };
+    /// The `o_…` names of `token_lookup` (and of `sql/fetch.sql`, which mirrors it).
+    pub(super) const LOOKUP: Self = Self {
+        client_id: "o_client_id",
+        access_token: "o_access_token",
+        token_type: "o_token_type",
+        expires_at: "o_expires_at",
+        scopes: "o_scopes",
+        provider_data: "o_provider_data",
+    };
+}
+
+/// A connection's token as stored: the access token still a ciphertext. One home for
+/// reading it off a row and decrypting it, used by the hot path and under the row lock.
+#[derive(Debug, Clone)]
+pub(super) struct StoredToken {
+    pub(super) client_id: Uuid,
+    pub(super) access_token: Option<String>,
+    pub(super) token_type: String,
+    pub(super) expires_at: Option<DateTime<Utc>>,
+    pub(super) scopes: Vec<String>,
+    pub(super) provider_data: Value,
+}
+
+impl StoredToken {
+    /// Reads the token's columns, named as `columns` says.
+    pub(super) fn from_row(row: &Row, columns: &TokenColumns) -> Self {
+        Self {
+            client_id: row.get(columns.client_id),
+            access_token: row.get(columns.access_token),
+            token_type: row.get(columns.token_type),
+            expires_at: row.get(columns.expires_at),
+            scopes: row.get(columns.scopes),
+            provider_data: row
+                .get::<_, Option<Value>>(columns.provider_data)
+                .unwrap_or_else(|| Value::Object(Default::default())),
+        }
+    }
+
+    /// The decrypted token, when the connection has one.
+    pub(super) fn decrypt(&self, keyring: &KeyRing, id: &ConnectionId) -> Result<Option<Token>, Error> {
+        let Some(ct) = &self.access_token else { return Ok(None) };
+        Ok(Some(Token {
+            connection_id: id.0.clone(),
+            client_id: self.client_id,
+            access_token: decrypt(keyring, &id.stream(), "access_token", ct)?,
+            token_type: self.token_type.clone(),
+            expires_at: self.expires_at,
+            scopes: self.scopes.clone(),
+            provider_data: self.provider_data.clone(),
+        }))
+    }
+}
+
 /// What one execution environment needs to refresh tokens: the provider client and the
 /// in-process gate. The gate only saves pool connections (waiters in one environment queue
 /// in memory, not on the row lock); the database lock is what makes refreshes single.
@@ -231,8 +360,8 @@ impl RefreshGate {
     }
 }
 
-pub(super) fn decrypt(keyring: &KeyRing, stream_id: &str, field: &str, stored: &str) -> Result<SecretString, ApiError> {
-    keyring.decrypt(Owner::new(stream_id, field), stored).map_err(ApiError::internal)
+pub(super) fn decrypt(keyring: &KeyRing, stream_id: &str, field: &str, stored: &str) -> Result<SecretString, Error> {
+    Ok(keyring.decrypt(Owner::new(stream_id, field), stored)?)
 }
 
 pub(super) fn is_due(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>, within: Duration) -> bool {

@@ -1,37 +1,21 @@
 //! The `connections` table as a projection of `connection-<id>` streams.
 
-#[allow(unused_imports)]
-use super::*;
+use serde_json::{Map, Value};
+use tokio_postgres::{Transaction, types::Type};
 
-pub(super) const AUTHORIZED: &str = "
-INSERT INTO connections (connection_id, client_id, status, access_token, refresh_token, token_type, expires_at, scopes,
-                         provider_data, refresh_token_used_at, consecutive_failures, created_at, updated_at, version)
-VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $9, 0, $9, $9, $10)
-ON CONFLICT (connection_id) DO UPDATE SET
-    client_id = EXCLUDED.client_id, status = 'active', access_token = EXCLUDED.access_token,
-    refresh_token = EXCLUDED.refresh_token, token_type = EXCLUDED.token_type, expires_at = EXCLUDED.expires_at,
-    scopes = EXCLUDED.scopes, provider_data = EXCLUDED.provider_data,
-    refresh_token_used_at = EXCLUDED.refresh_token_used_at, consecutive_failures = 0, next_attempt_at = NULL,
-    last_failed_at = NULL, last_error = NULL, updated_at = EXCLUDED.updated_at, version = EXCLUDED.version";
-pub(super) const TOUCH: &str = "UPDATE connections SET updated_at = $2, version = $3 WHERE connection_id = $1";
-pub(super) const REFRESHED: &str = "
-UPDATE connections SET status = 'active', access_token = $2, refresh_token = coalesce($3, refresh_token),
-    token_type = $4, expires_at = $5, scopes = $6, provider_data = provider_data || $7, last_refreshed_at = $8,
-    refresh_token_used_at = $8, consecutive_failures = 0, next_attempt_at = NULL, last_failed_at = NULL,
-    last_error = NULL, updated_at = $8, version = $9
-WHERE connection_id = $1";
-pub(super) const REFRESH_FAILED: &str = "
-UPDATE connections SET status = 'refresh_failing', consecutive_failures = $2, next_attempt_at = $3,
-    last_failed_at = $4, last_error = $5, updated_at = $4, version = $6
-WHERE connection_id = $1";
-pub(super) const REAUTHORIZATION: &str = "
-UPDATE connections SET status = 'reauthorization_required', access_token = NULL, refresh_token = NULL,
-    next_attempt_at = NULL, last_failed_at = $2, last_error = $3, updated_at = $2, version = $4
-WHERE connection_id = $1";
-pub(super) const REVOKED: &str = "
-UPDATE connections SET status = 'revoked', access_token = NULL, refresh_token = NULL, next_attempt_at = NULL,
-    updated_at = $2, version = $3
-WHERE connection_id = $1";
+use super::ConnectionEvent;
+use crate::{
+    events::{EventStoreError, RecordedEvent},
+    projections,
+};
+
+const AUTHORIZED: &str = include_str!("sql/projection_authorized.sql");
+const TOUCH: &str = include_str!("sql/projection_touch.sql");
+const REFRESHED: &str = include_str!("sql/projection_refreshed.sql");
+const REFRESH_FAILED: &str = include_str!("sql/projection_refresh_failed.sql");
+const REAUTHORIZATION: &str = include_str!("sql/projection_reauthorization.sql");
+const REVOKED: &str = include_str!("sql/projection_revoked.sql");
+const TAGS: &str = include_str!("sql/projection_tags.sql");
 
 /// Applies one `connection-` event to the `connections` projection.
 pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
@@ -50,7 +34,11 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
             expires_at,
             scopes,
             provider_data,
+            tags,
+            grant,
         } => {
+            let tags = tags.map(|t| t.to_json());
+            let grant = grant.as_str();
             tx.query_typed(
                 AUTHORIZED,
                 &[
@@ -64,7 +52,17 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
                     (&provider_data, Type::JSONB),
                     (at, Type::TIMESTAMPTZ),
                     (version, Type::INT4),
+                    (&tags, Type::JSONB),
+                    (&grant, Type::TEXT),
                 ],
+            )
+            .await?;
+        }
+        ConnectionEvent::ConnectionTagsChanged { tags } => {
+            let tags = tags.to_json();
+            tx.query_typed(
+                TAGS,
+                &[(&id, Type::TEXT), (&tags, Type::JSONB), (at, Type::TIMESTAMPTZ), (version, Type::INT4)],
             )
             .await?;
         }

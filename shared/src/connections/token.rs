@@ -1,86 +1,66 @@
 //! `GET /v1/tokens/{id}`, the hot path: one statement reads the API key and the connection
-//! together; a due token is refreshed inline; `force_refresh` behind `POST …/refresh`.
+//! together, `auth` decides whether the caller is let in; a due token is refreshed inline;
+//! `force_refresh` behind `POST …/refresh`.
 
-#[allow(unused_imports)]
-use super::*;
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Row, types::Type};
+
+use super::{
+    ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, LockMode, RefreshOutcome, RefreshRequest, Refresher, Status,
+    StoredToken, Token, TokenColumns, Trigger, is_due, refresh, retry_after_throttle,
+};
+use crate::{
+    auth::{self, Scope},
+    context::Context,
+    crypto::KeyRing,
+    events::Metadata,
+};
 
 /// The hot path's one statement: the API key and the connection together, through
 /// `token_lookup` (migrations 0001 and 0004), whose plans the server caches per session. A missing key
 /// gives no row; a missing connection gives a row of NULLs after the key's columns; a NULL
 /// key hash (the bootstrap admin key, checked in memory) reads the connection alone.
-pub(super) const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
+const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
 
-/// The connection alone, for re-reading after waiting for a refresh.
-pub(super) const FETCH: &str = "
-SELECT NULL::uuid, NULL::text[], c.client_id, c.status, c.access_token, c.token_type, c.expires_at, c.scopes,
-       c.last_failed_at, c.last_refreshed_at, c.refresh_token IS NOT NULL, c.provider_data,
-       (cl.quirks->>'expiry_buffer_secs')::integer
-FROM connections c LEFT JOIN clients cl ON cl.id = c.client_id WHERE c.connection_id = $1";
+/// The connection alone, for re-reading after waiting for a refresh (the columns of
+/// `token_lookup`).
+const FETCH: &str = include_str!("sql/fetch.sql");
 
-/// A connection as the token path sees it.
-pub(super) struct Snapshot {
-    client_id: Uuid,
+/// A connection as the token path sees it (the `o_…` columns of `token_lookup`).
+struct Snapshot {
+    token: StoredToken,
     status: Status,
-    access_token: Option<String>,
-    token_type: String,
-    expires_at: Option<DateTime<Utc>>,
-    scopes: Vec<String>,
     last_failed_at: Option<DateTime<Utc>>,
     last_refreshed_at: Option<DateTime<Utc>>,
     has_refresh_token: bool,
-    provider_data: Value,
     expiry_buffer_secs: Option<i32>,
 }
 
 impl Snapshot {
-    fn from_row(row: &Row) -> Result<Option<Self>, ApiError> {
-        let Some(client_id) = row.get::<_, Option<Uuid>>(2) else { return Ok(None) };
-        let status: String = row.get(3);
+    fn from_row(row: &Row) -> Result<Option<Self>, Error> {
+        if row.get::<_, Option<uuid::Uuid>>("o_client_id").is_none() {
+            return Ok(None);
+        }
         Ok(Some(Self {
-            client_id,
-            status: Status::parse(&status).ok_or_else(|| ApiError::internal(format!("stored status '{status}'")))?,
-            access_token: row.get(4),
-            token_type: row.get(5),
-            expires_at: row.get(6),
-            scopes: row.get(7),
-            last_failed_at: row.get(8),
-            last_refreshed_at: row.get(9),
-            has_refresh_token: row.get(10),
-            provider_data: row.get::<_, Option<Value>>(11).unwrap_or_else(|| Value::Object(Map::new())),
-            expiry_buffer_secs: row.get(12),
-        }))
-    }
-
-    fn token(&self, keyring: &KeyRing, id: &ConnectionId) -> Result<Option<Token>, ApiError> {
-        let Some(ct) = &self.access_token else { return Ok(None) };
-        Ok(Some(Token {
-            connection_id: id.0.clone(),
-            client_id: self.client_id,
-            access_token: decrypt(keyring, &id.stream(), "access_token", ct)?,
-            token_type: self.token_type.clone(),
-            expires_at: self.expires_at,
-            scopes: self.scopes.clone(),
-            provider_data: self.provider_data.clone(),
+            token: StoredToken::from_row(row, &TokenColumns::LOOKUP),
+            status: Status::stored(row.get("o_status"))?,
+            last_failed_at: row.get("o_last_failed_at"),
+            last_refreshed_at: row.get("o_last_refreshed_at"),
+            has_refresh_token: row.get("o_has_refresh_token"),
+            expiry_buffer_secs: row.get("o_expiry_buffer_secs"),
         }))
     }
 
     /// The inline-refresh buffer: the client's own (§6.14) or `global`.
-    fn buffer(&self, global: Duration) -> Duration {
-        self.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map_or(global, Duration::from_secs)
+    fn buffer(&self, global: std::time::Duration) -> std::time::Duration {
+        self.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map_or(global, std::time::Duration::from_secs)
     }
 }
 
-pub(super) fn unauthorized(detail: &str) -> ApiError {
-    ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", detail)
-}
-
-pub(super) fn status_error(id: &ConnectionId, status: Status) -> Option<ApiError> {
+pub(super) fn status_error(id: &ConnectionId, status: Status) -> Option<Error> {
     match status {
-        Status::ReauthorizationRequired => Some(ApiError::conflict(
-            "reauthorization_required",
-            format!("connection '{id}' must be authorized again (its grant was refused by the provider)"),
-        )),
-        Status::Revoked => Some(ApiError::conflict("connection_revoked", format!("connection '{id}' was revoked"))),
+        Status::ReauthorizationRequired => Some(Error::ReauthorizationRequired(id.clone())),
+        Status::Revoked => Some(Error::Revoked(id.clone())),
         Status::Active | Status::RefreshFailing => None,
     }
 }
@@ -94,55 +74,43 @@ pub async fn fetch_token(
     authorization: Option<&str>,
     raw_id: &str,
     request_id: &str,
-) -> Result<Token, ApiError> {
+) -> Result<Token, Error> {
     let since = Utc::now();
-    let key =
-        bearer(authorization).ok_or_else(|| unauthorized("an 'Authorization: Bearer <api key>' header is required"))?;
-    if key.len() > 256 {
-        return Err(unauthorized("unknown API key"));
-    }
-    let hash = sha256(key.as_bytes());
+    let hash = auth::presented_key(authorization)?;
     // An impossible id cannot exist; the key is still checked first so that 401 wins.
     let id = ConnectionId::parse(raw_id).ok();
     let id_param = id.as_ref().map_or("", |i| i.as_str());
-    let is_admin = ctx.admin_key_hash().await?.is_some_and(|admin| constant_time_eq(&hash, admin.as_slice()));
-    let (actor, row) = if is_admin {
-        let no_key: Option<&[u8]> = None;
-        let rows = ctx.db().read(TOKEN_LOOKUP, &[(&no_key, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
-        ("admin:bootstrap".to_owned(), rows.into_iter().next())
-    } else {
-        let hash_param = hash.as_slice();
-        let rows = ctx.db().read(TOKEN_LOOKUP, &[(&hash_param, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
-        let row = rows.into_iter().next().ok_or_else(|| unauthorized("unknown API key"))?;
-        let scopes: Vec<String> = row.get(1);
-        let allowed = scopes.iter().any(|s| s == Scope::TokensRead.as_str() || s == Scope::Admin.as_str());
-        if !allowed {
-            return Err(ApiError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                format!("this API key lacks the '{}' scope", Scope::TokensRead),
-            ));
+    let (principal, row) = match auth::bootstrap(ctx, &hash, request_id).await? {
+        Some(admin) => {
+            let no_key: Option<&[u8]> = None;
+            let rows = ctx.db().read(TOKEN_LOOKUP, &[(&no_key, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
+            (admin, rows.into_iter().next())
         }
-        (format!("apikey:{}", row.get::<_, Uuid>(0)), Some(row))
+        None => {
+            let hash_param = hash.as_slice();
+            let rows = ctx.db().read(TOKEN_LOOKUP, &[(&hash_param, Type::BYTEA), (&id_param, Type::TEXT)]).await?;
+            let row = rows.into_iter().next().ok_or(auth::Error::UnknownKey)?;
+            let scopes: Vec<String> = row.get("o_key_scopes");
+            (auth::stored_principal(row.get("o_key_id"), &scopes, request_id), Some(row))
+        }
     };
-    let (Some(id), Some(row)) = (id, row) else { return Err(not_found(raw_id)) };
-    let Some(snapshot) = Snapshot::from_row(&row)? else { return Err(not_found(raw_id)) };
+    principal.require(Scope::TokensRead)?;
+    let (Some(id), Some(row)) = (id, row) else { return Err(Error::NotFound(raw_id.to_owned())) };
+    let Some(snapshot) = Snapshot::from_row(&row)? else { return Err(Error::NotFound(raw_id.to_owned())) };
     if let Some(err) = status_error(&id, snapshot.status) {
         return Err(err);
     }
     let keyring = ctx.keyring().await?;
     let token =
-        snapshot.token(&keyring, &id)?.ok_or_else(|| ApiError::internal("an active connection without token"))?;
+        snapshot.token.decrypt(&keyring, &id)?.ok_or(Error::Inconsistent("an active connection without token"))?;
     let now = Utc::now();
-    if !is_due(snapshot.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer)) {
+    if !is_due(token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer)) {
         return Ok(token);
     }
     if !snapshot.has_refresh_token {
-        // Nothing to refresh with: the token is good until it expires, then only a new
-        // authorization helps.
-        if !token.is_expired(now) {
-            return Ok(token);
-        }
+        // Nothing to refresh with: an authorization-code token is good until it expires, then
+        // only a new authorization helps; a client-credentials one is renewed now. The lookup
+        // does not say which; the re-read below does (and hands the first kind out).
     } else if snapshot.status == Status::RefreshFailing
         && snapshot
             .last_failed_at
@@ -150,7 +118,11 @@ pub async fn fetch_token(
     {
         return usable_or_503(Some(token), now, retry_after_throttle(snapshot.last_failed_at, now));
     }
-    let metadata = Metadata { request_id: Some(request_id.to_owned()), actor, function: ctx.function().to_owned() };
+    let metadata = Metadata {
+        request_id: Some(request_id.to_owned()),
+        actor: principal.actor,
+        function: ctx.function().to_owned(),
+    };
     let _turn = refresher.gate.enter(id.as_str()).await;
     // Whoever held the gate before us may have refreshed it already: one cheap read first.
     if let Some(fresh) = reread(ctx, &keyring, &id, since).await? {
@@ -171,36 +143,38 @@ pub async fn fetch_token(
     outcome.into_token(&id, Utc::now())
 }
 
-pub(super) async fn reread(
+async fn reread(
     ctx: &Context,
     keyring: &KeyRing,
     id: &ConnectionId,
     since: DateTime<Utc>,
-) -> Result<Option<Token>, ApiError> {
+) -> Result<Option<Token>, Error> {
     let rows = ctx.db().query(FETCH, &[(&id.as_str(), Type::TEXT)]).await?;
     let Some(snapshot) = rows.first().map(Snapshot::from_row).transpose()?.flatten() else {
-        return Err(not_found(id.as_str()));
+        return Err(Error::NotFound(id.to_string()));
     };
     if let Some(err) = status_error(id, snapshot.status) {
         return Err(err);
     }
+    let now = Utc::now();
     let refreshed_meanwhile = snapshot.last_refreshed_at.is_some_and(|t| t >= since);
+    let grant = rows.first().map(|r| Grant::stored(r.get("o_grant_type"))).transpose()?;
+    let live_without_renewal = !snapshot.has_refresh_token
+        && grant == Some(Grant::AuthorizationCode)
+        && snapshot.token.expires_at.is_none_or(|e| e > now);
     if refreshed_meanwhile
-        || !is_due(snapshot.expires_at, Utc::now(), snapshot.buffer(ctx.config().token_expiry_buffer))
+        || live_without_renewal
+        || !is_due(snapshot.token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer))
     {
-        return snapshot.token(keyring, id);
+        return snapshot.token.decrypt(keyring, id);
     }
     Ok(None)
 }
 
-pub(super) fn usable_or_503(token: Option<Token>, now: DateTime<Utc>, retry_after: u64) -> Result<Token, ApiError> {
+pub(super) fn usable_or_503(token: Option<Token>, now: DateTime<Utc>, retry_after: u64) -> Result<Token, Error> {
     match token {
         Some(t) if !t.is_expired(now) => Ok(t),
-        _ => Err(ApiError::unavailable(
-            "refresh_failed",
-            "the token has expired and the provider could not refresh it; try again later",
-            retry_after,
-        )),
+        _ => Err(Error::Expired { retry_after }),
     }
 }
 
@@ -211,7 +185,7 @@ pub async fn force_refresh(
     refresher: &Refresher,
     id: &ConnectionId,
     metadata: &Metadata,
-) -> Result<Token, ApiError> {
+) -> Result<Token, Error> {
     let since = Utc::now();
     let _turn = refresher.gate.enter(id.as_str()).await;
     let outcome = refresh(
@@ -222,15 +196,10 @@ pub async fn force_refresh(
     .await?;
     match outcome {
         // A forced refresh that did not happen is a failure even while the old token lives.
-        RefreshOutcome::Failed { error, retry_after, .. } => Err(ApiError::unavailable(
-            "refresh_failed",
-            format!("the provider could not refresh the token ({})", error.class.as_str()),
-            retry_after,
-        )),
-        RefreshOutcome::NoRefreshToken => Err(ApiError::conflict(
-            "no_refresh_token",
-            format!("connection '{id}' has no refresh token; authorize it again for a new token"),
-        )),
+        RefreshOutcome::Failed { error, retry_after, .. } => {
+            Err(Error::RefreshFailed { class: error.class.as_str(), retry_after })
+        }
+        RefreshOutcome::NoRefreshToken => Err(Error::NoRefreshToken(id.clone())),
         other => other.into_token(id, Utc::now()),
     }
 }

@@ -51,7 +51,15 @@ pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], nul_allowed: &dyn Fn(&
         let message = strip_position(&e.to_string());
         ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {message}"))
     })?;
-    scrub_nul(&mut value, &mut String::new(), nul_allowed)?;
+    if !value.is_object() {
+        // Every body keyledger takes is an object; serde would read a struct from an array
+        // (`[null, null]` as a PATCH), so the shape is checked before the types.
+        return Err(ApiError::invalid_field(
+            ".",
+            format!("the request body must be a JSON object, found {}", found_name(Some(&value))),
+        ));
+    }
+    sanitize(&mut value, &mut String::new(), nul_allowed)?;
     let original = value.clone();
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -76,8 +84,15 @@ pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], nul_allowed: &dyn Fn(&
     })
 }
 
-/// Refuses (or, where allowed, replaces) U+0000 in every string and key, depth first.
-fn scrub_nul(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) -> bool) -> Result<(), ApiError> {
+/// Largest magnitude a number may have: PostgreSQL's `jsonb` keeps a number's decimal digits,
+/// and one near `f64::MAX` can read back as out of range, which would make a stored row
+/// unreadable. No field keyledger knows needs more.
+const MAX_NUMBER: f64 = 1e300;
+
+/// Refuses (or, where allowed, replaces) U+0000 in every string and key, depth first;
+/// refuses numbers beyond [`MAX_NUMBER`]; and writes an integral float (`100.0`) as the
+/// integer it is, because JSON (and JSON Schema's `integer`) does not tell them apart.
+fn sanitize(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) -> bool) -> Result<(), ApiError> {
     let refuse = |path: &str| {
         let field = if path.is_empty() { ".".to_owned() } else { path.to_owned() };
         ApiError::invalid_field(field.clone(), format!("{field}: a text field must not contain U+0000"))
@@ -89,11 +104,25 @@ fn scrub_nul(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) ->
             }
             *s = s.replace('\0', "\u{FFFD}");
         }
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if !x.is_finite() || x.abs() > MAX_NUMBER {
+                let field = if path.is_empty() { ".".to_owned() } else { path.to_owned() };
+                return Err(ApiError::invalid_field(
+                    field.clone(),
+                    format!("{field}: a number must be between -1e300 and 1e300"),
+                ));
+            }
+            // Exactly representable integers only (|x| < 2^53): nothing is rounded.
+            if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
+                *value = Value::from(x as i64);
+            }
+        }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                scrub_nul(item, path, nul_allowed)?;
+                sanitize(item, path, nul_allowed)?;
                 path.truncate(len);
             }
         }
@@ -110,7 +139,7 @@ fn scrub_nul(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) ->
                     path.push('.');
                 }
                 path.push_str(key);
-                scrub_nul(item, path, nul_allowed)?;
+                sanitize(item, path, nul_allowed)?;
                 path.truncate(len);
             }
         }
@@ -231,28 +260,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or("");
-        if let Some((name, _)) =
-            form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            let field = name.replace('\0', "");
-            return Err(ApiError::invalid_field(
-                field.clone(),
-                format!("query parameter '{field}' must not contain U+0000"),
-            ));
-        }
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            let field = if path == "." { field_of(&message).unwrap_or_default() } else { path };
-            let refused = form_urlencoded::parse(query.as_bytes())
-                .find(|(k, _)| *k == field)
-                .map(|(_, v)| Value::String(v.into_owned()));
-            let message = without_value(&message, refused.as_ref());
-            ApiError::invalid_field(field.clone(), format!("query parameter '{field}': {message}"))
-        })
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
     }
+}
+
+/// A query string as `T`, with [`Query`]'s problems: 400 naming the parameter, never
+/// quoting its value. For handlers that take some parameters apart first (tag filters).
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some((name, _)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        let field = name.replace('\0', "");
+        return Err(ApiError::invalid_field(
+            field.clone(),
+            format!("query parameter '{field}' must not contain U+0000"),
+        ));
+    }
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let field = if path == "." { field_of(&message).unwrap_or_default() } else { path };
+        let refused = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| *k == field)
+            .map(|(_, v)| Value::String(v.into_owned()));
+        let message = without_value(&message, refused.as_ref());
+        ApiError::invalid_field(field.clone(), format!("query parameter '{field}': {message}"))
+    })
 }
 
 #[cfg(test)]
@@ -357,6 +391,34 @@ mod tests {
         assert!(err.detail.contains("client_secret_post"), "{}", err.detail);
         assert_eq!(err.field.as_deref(), Some("auth_method"));
         assert!(!err.detail.contains("not valid JSON"), "{}", err.detail);
+    }
+
+    #[test]
+    fn the_body_must_be_an_object() {
+        for body in [&b"[null,null]"[..], b"[]", b"7", b"\"x\"", b"null"] {
+            let err = parse_json::<Record>(body).unwrap_err();
+            assert_eq!((err.status, err.field.as_deref()), (StatusCode::BAD_REQUEST, Some(".")), "{body:?}");
+            assert!(err.detail.contains("must be a JSON object"), "{}", err.detail);
+        }
+    }
+
+    #[test]
+    fn an_integral_float_is_an_integer() {
+        let r: Record = parse_json(br#"{"service":"a","status_code":200.0}"#).unwrap();
+        assert_eq!(r.status_code, 200);
+        let err = parse_json::<Record>(br#"{"service":"a","status_code":200.5}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("status_code"));
+        let v: Value = parse_json(br#"{"m":{"x":1.5,"y":-3.0}}"#).unwrap();
+        assert_eq!(v["m"]["x"], 1.5);
+        assert!(v["m"]["y"].is_i64());
+    }
+
+    #[test]
+    fn a_number_too_large_to_store_is_refused_naming_its_path() {
+        let err = parse_json::<Value>(br#"{"metadata":{"n":[1.7976931348623157e308]}}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("metadata.n[0]"));
+        assert!(!err.detail.contains("1.79"), "{}", err.detail);
+        parse_json::<Value>(br#"{"metadata":{"n":1e299}}"#).unwrap();
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod lambda;
 mod map;
 mod problem;
 
-pub use extract::{Json, Query, parse_json, parse_json_with};
+pub use extract::{Json, Query, parse_json, parse_json_with, parse_query};
 pub use problem::{ApiError, cause_chain};
 
 use crate::config::Config;
@@ -105,21 +105,24 @@ async fn json_is_never_cached(mut response: Response) -> Response {
     response
 }
 
-/// Adds what every keyledger HTTP function has: problem+json 404/405, a body limit (413),
-/// `Cache-Control: no-store` on JSON answers, request ids and a span per request, a panic
-/// turned into a 500 problem, and, with
-/// `LOG_OWN_REQUESTS`, the request log of its own requests (inside the request-id layer, so
-/// that records carry the request id, and outside the panic guard, so that 500s are logged).
-pub fn finish(router: Router, config: &Config) -> Router {
-    let router = router
+/// The layers every keyledger HTTP function has inside its request log (see `app::finish`,
+/// which adds the request log and [`with_request_context`] around them): problem+json
+/// 404/405, a body limit (413), a panic turned into a 500 problem, and
+/// `Cache-Control: no-store` on JSON answers.
+pub fn plumbing(router: Router, config: &Config) -> Router {
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(config.http_body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::internal("handler panicked").into_response()
         }))
-        .layer(middleware::map_response(json_is_never_cached));
-    let router = if config.log_own_requests { router.layer(crate::request_log::layer(config)) } else { router };
+        .layer(middleware::map_response(json_is_never_cached))
+}
+
+/// The outermost layer: a request id (the caller's, API Gateway's or a new one) in the
+/// request's extensions and the response's `x-request-id`, and a span per request.
+pub fn with_request_context(router: Router) -> Router {
     router.layer(middleware::from_fn(request_context))
 }
 

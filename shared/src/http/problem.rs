@@ -110,6 +110,10 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// An `ApiError` is already an answer; it has no source of its own (the cause was logged
+/// where it was built).
+impl std::error::Error for ApiError {}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, axum::Json(self.body())).into_response();

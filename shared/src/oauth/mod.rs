@@ -30,7 +30,7 @@ use crate::{
 pub use answer::{classify_error, parse_scopes, parse_token_response};
 use answer::{map_refresh_error, ok_false_error};
 pub use capture::{CaptureError, CapturePath};
-pub use state::{PendingState, Pkce, authorize_url, challenge_of, consume_state, create_state};
+pub use state::{NewState, PendingState, Pkce, authorize_url, challenge_of, consume_state, create_state};
 
 /// How long a pending authorization may take.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
@@ -181,6 +181,9 @@ impl From<&ProviderClient> for TokenEndpoint {
 pub struct Provider {
     http: reqwest::Client,
     policy: OutboundPolicy,
+    /// A shorter bound than the client's for each call made through this handle (a
+    /// scheduled refresh with little time left); `None`: the client's timeout.
+    call_timeout: Option<Duration>,
 }
 
 impl Provider {
@@ -212,7 +215,14 @@ impl Provider {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, policy })
+        Ok(Self { http, policy, call_timeout: None })
+    }
+
+    /// The same client (same pool) with every call bounded by `timeout` when that is shorter
+    /// than the client's own: a call that would outlive its caller's deadline times out
+    /// instead, before any answer arrives, so no token the provider issued is ever dropped.
+    pub fn with_call_timeout(&self, timeout: Duration) -> Self {
+        Self { call_timeout: Some(timeout), ..self.clone() }
     }
 
     /// The literal part of the address check (scheme, `PROVIDER_HOSTS`, IP literals, which
@@ -251,6 +261,20 @@ impl Provider {
             ("refresh_token", refresh_token.expose_secret().to_owned()),
         ];
         self.token_request(endpoint, form).await.map_err(|e| map_refresh_error(e, &endpoint.quirks))
+    }
+
+    /// Asks for a token with the client's own credentials (RFC 6749 §4.4); `scopes` go as
+    /// one `scope` joined by the client's separator, left out when empty.
+    pub async fn client_credentials(
+        &self,
+        endpoint: &TokenEndpoint,
+        scopes: &[String],
+    ) -> Result<TokenSet, ProviderError> {
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
+        if !scopes.is_empty() {
+            form.push(("scope", endpoint.quirks.scope_separator.join(scopes)));
+        }
+        self.token_request(endpoint, form).await
     }
 
     /// Revokes a token at `revoke_url` (RFC 7009); any 2xx is success.
@@ -300,7 +324,7 @@ impl Provider {
                 request = request.header(reqwest::header::AUTHORIZATION, basic_auth(endpoint));
             }
         }
-        match endpoint.quirks.token_request.format {
+        let request = match endpoint.quirks.token_request.format {
             BodyFormat::Form => request.form(&form),
             // Notion, Atlassian: the same members as a JSON object.
             BodyFormat::Json => {
@@ -308,6 +332,10 @@ impl Provider {
                     form.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
                 request.json(&body)
             }
+        };
+        match self.call_timeout {
+            Some(limit) => request.timeout(limit),
+            None => request,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
 use tokio_postgres::types::Type;
 use url::Url;
 use uuid::Uuid;
@@ -73,6 +74,23 @@ pub struct PendingState {
     pub code_verifier: Option<SecretString>,
     /// Where to send the browser afterwards.
     pub return_to: Option<String>,
+    /// The connection's tags, as given when the authorization started (a jsonb object).
+    pub tags: Option<Value>,
+}
+
+/// A pending authorization to store.
+#[derive(Debug)]
+pub struct NewState<'a> {
+    /// The client being authorized.
+    pub client_id: Uuid,
+    /// The connection being authorized.
+    pub connection_id: &'a str,
+    /// Whether to use PKCE.
+    pub pkce: bool,
+    /// Where to send the browser afterwards.
+    pub return_to: Option<&'a str>,
+    /// The connection's tags (checked by `connections`).
+    pub tags: Option<Value>,
 }
 
 fn state_owner(hash: &[u8; 32]) -> String {
@@ -81,8 +99,8 @@ fn state_owner(hash: &[u8; 32]) -> String {
 
 const INSERT_STATE: &str = "
 WITH expired AS (DELETE FROM oauth_states WHERE expires_at < now())
-INSERT INTO oauth_states (state_hash, client_id, connection_id, code_verifier, return_to, expires_at)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+INSERT INTO oauth_states (state_hash, client_id, connection_id, code_verifier, return_to, expires_at, tags)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)
 RETURNING expires_at";
 
 /// Stores a new pending authorization (and drops expired ones); returns the state to put in
@@ -90,11 +108,9 @@ RETURNING expires_at";
 pub async fn create_state(
     ctx: &Context,
     keyring: &KeyRing,
-    client_id: Uuid,
-    connection_id: &str,
-    pkce: bool,
-    return_to: Option<&str>,
+    new: NewState<'_>,
 ) -> Result<(String, Option<String>, DateTime<Utc>), ApiError> {
+    let NewState { client_id, connection_id, pkce, return_to, tags } = new;
     let state = random_token::<32>();
     let hash = sha256(state.as_bytes());
     let pair = pkce.then(Pkce::generate);
@@ -114,6 +130,7 @@ pub async fn create_state(
                 (&verifier, Type::TEXT),
                 (&return_to, Type::TEXT),
                 (&ttl, Type::FLOAT8),
+                (&tags, Type::JSONB),
             ],
         )
         .await?;
@@ -123,7 +140,7 @@ pub async fn create_state(
 
 const CONSUME_STATE: &str = "
 DELETE FROM oauth_states WHERE state_hash = $1
-RETURNING client_id, connection_id, code_verifier, return_to, expires_at > now()";
+RETURNING client_id, connection_id, code_verifier, return_to, expires_at > now() AS live, tags";
 
 /// Takes a pending authorization for good. Unknown, already used and expired states are all
 /// `None`: the `DELETE … RETURNING` makes a state single-use even under concurrent callbacks.
@@ -135,13 +152,19 @@ pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Res
     let hash_param = hash.as_slice();
     let rows = ctx.db().query(CONSUME_STATE, &[(&hash_param, Type::BYTEA)]).await?;
     let Some(row) = rows.first() else { return Ok(None) };
-    if !row.get::<_, bool>(4) {
+    if !row.get::<_, bool>("live") {
         return Ok(None);
     }
     let code_verifier = row
-        .get::<_, Option<String>>(2)
+        .get::<_, Option<String>>("code_verifier")
         .map(|ct| keyring.decrypt(Owner::new(&state_owner(&hash), "code_verifier"), &ct))
         .transpose()
         .map_err(ApiError::internal)?;
-    Ok(Some(PendingState { client_id: row.get(0), connection_id: row.get(1), code_verifier, return_to: row.get(3) }))
+    Ok(Some(PendingState {
+        client_id: row.get("client_id"),
+        connection_id: row.get("connection_id"),
+        code_verifier,
+        return_to: row.get("return_to"),
+        tags: row.get("tags"),
+    }))
 }

@@ -1,6 +1,6 @@
 //! A tower layer that logs keyledger's own HTTP requests to the request log (DESIGN §6.7:
 //! "keyledger's own HTTP functions log their own requests the same way"), switched on by
-//! `LOG_OWN_REQUESTS`; `shared::http::finish` adds it to every function's router.
+//! `LOG_OWN_REQUESTS`; `shared::app::finish` adds it to every function's router.
 //!
 //! Each record holds the method, the matched route (`/v1/requests/{id}`, never the raw path
 //! with its ids and query string), the status, the duration, the request id and both bodies,

@@ -1,0 +1,1 @@
+SELECT version, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE id = $1 FOR UPDATE

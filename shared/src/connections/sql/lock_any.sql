@@ -1,0 +1,1 @@
+SELECT 1 FROM connections WHERE connection_id = $1 FOR UPDATE

@@ -1,0 +1,1 @@
+SELECT client_id, status FROM connections WHERE connection_id = $1
