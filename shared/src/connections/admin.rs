@@ -154,6 +154,9 @@ pub struct HistoryItem {
 /// Fields that never leave the service, even as ciphertexts.
 const SECRET_FIELDS: &[&str] = &["access_token", "refresh_token"];
 
+const CLIENT_CAPTURE: &str =
+    "SELECT cl.capture FROM connections c JOIN clients cl ON cl.id = c.client_id WHERE c.connection_id = $1";
+
 /// A connection's stream, oldest first, without token fields.
 pub async fn history(
     ctx: &Context,
@@ -168,10 +171,21 @@ pub async fn history(
     if recorded.is_empty() && after == 0 {
         return Err(Error::NotFound(id.to_string()));
     }
+    // What the connection's client captures is all history may show of `provider_data`
+    // (an old event, or one written under another client, never shows more).
+    let capture: Vec<crate::oauth::CapturePath> = db
+        .query_typed(CLIENT_CAPTURE, &[(&id.as_str(), Type::TEXT)])
+        .await?
+        .first()
+        .map(|row| {
+            let c = crate::clients::stored_capture(&row.get(0));
+            c.callback.iter().chain(&c.token).filter_map(|f| crate::clients::capture_path(f).ok()).collect()
+        })
+        .unwrap_or_default();
     let mut items: Vec<HistoryItem> = recorded
         .into_iter()
         .map(|e| {
-            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &[]);
+            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &capture);
             HistoryItem { version: e.version, event_type: e.event_type, recorded_at: e.recorded_at, data }
         })
         .collect();

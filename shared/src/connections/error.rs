@@ -89,6 +89,9 @@ pub enum Error {
     /// The event store refused an append (a concurrent change) or failed.
     #[error(transparent)]
     EventStore(#[from] EventStoreError),
+    /// A client operation failed (unknown client, unreadable settings, the database).
+    #[error(transparent)]
+    Clients(#[from] crate::clients::Error),
     /// An error of a module that still answers in HTTP terms (`Context`, `clients`, `oauth`),
     /// passed through as it is.
     #[error(transparent)]

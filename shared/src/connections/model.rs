@@ -202,6 +202,8 @@ pub struct Token {
     pub expires_at: Option<DateTime<Utc>>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// The captured values of the connection (§6.14: a Zoho caller learns `api_domain`).
+    pub provider_data: Value,
 }
 
 #[derive(Serialize)]
@@ -213,6 +215,7 @@ pub(super) struct TokenBody<'a> {
     expires_at: Option<DateTime<Utc>>,
     expires_in: Option<i64>,
     scopes: &'a [String],
+    provider_data: &'a Value,
 }
 
 impl Token {
@@ -226,6 +229,7 @@ impl Token {
             expires_at: self.expires_at,
             expires_in: self.expires_at.map(|e| (e - now).num_seconds().max(0)),
             scopes: &self.scopes,
+            provider_data: &self.provider_data,
         };
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -247,6 +251,7 @@ pub(super) struct TokenColumns {
     token_type: &'static str,
     expires_at: &'static str,
     scopes: &'static str,
+    provider_data: &'static str,
 }
 
 impl TokenColumns {
@@ -257,6 +262,7 @@ impl TokenColumns {
         token_type: "token_type",
         expires_at: "expires_at",
         scopes: "scopes",
+        provider_data: "provider_data",
     };
     /// The `o_…` names of `token_lookup` (and of `sql/fetch.sql`, which mirrors it).
     pub(super) const LOOKUP: Self = Self {
@@ -265,6 +271,7 @@ impl TokenColumns {
         token_type: "o_token_type",
         expires_at: "o_expires_at",
         scopes: "o_scopes",
+        provider_data: "o_provider_data",
     };
 }
 
@@ -277,6 +284,7 @@ pub(super) struct StoredToken {
     pub(super) token_type: String,
     pub(super) expires_at: Option<DateTime<Utc>>,
     pub(super) scopes: Vec<String>,
+    pub(super) provider_data: Value,
 }
 
 impl StoredToken {
@@ -288,6 +296,9 @@ impl StoredToken {
             token_type: row.get(columns.token_type),
             expires_at: row.get(columns.expires_at),
             scopes: row.get(columns.scopes),
+            provider_data: row
+                .get::<_, Option<Value>>(columns.provider_data)
+                .unwrap_or_else(|| Value::Object(Default::default())),
         }
     }
 
@@ -301,6 +312,7 @@ impl StoredToken {
             token_type: self.token_type.clone(),
             expires_at: self.expires_at,
             scopes: self.scopes.clone(),
+            provider_data: self.provider_data.clone(),
         }))
     }
 }

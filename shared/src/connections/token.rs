@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The hot path's one statement: the API key and the connection together, through
-/// `token_lookup` (migration 0001), whose plans the server caches per session. A missing key
+/// `token_lookup` (migrations 0001 and 0004), whose plans the server caches per session. A missing key
 /// gives no row; a missing connection gives a row of NULLs after the key's columns; a NULL
 /// key hash (the bootstrap admin key, checked in memory) reads the connection alone.
 const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
@@ -33,6 +33,7 @@ struct Snapshot {
     last_failed_at: Option<DateTime<Utc>>,
     last_refreshed_at: Option<DateTime<Utc>>,
     has_refresh_token: bool,
+    expiry_buffer_secs: Option<i32>,
 }
 
 impl Snapshot {
@@ -46,7 +47,13 @@ impl Snapshot {
             last_failed_at: row.get("o_last_failed_at"),
             last_refreshed_at: row.get("o_last_refreshed_at"),
             has_refresh_token: row.get("o_has_refresh_token"),
+            expiry_buffer_secs: row.get("o_expiry_buffer_secs"),
         }))
+    }
+
+    /// The inline-refresh buffer: the client's own (§6.14) or `global`.
+    fn buffer(&self, global: std::time::Duration) -> std::time::Duration {
+        self.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map_or(global, std::time::Duration::from_secs)
     }
 }
 
@@ -97,7 +104,7 @@ pub async fn fetch_token(
     let token =
         snapshot.token.decrypt(&keyring, &id)?.ok_or(Error::Inconsistent("an active connection without token"))?;
     let now = Utc::now();
-    if !is_due(token.expires_at, now, ctx.config().token_expiry_buffer) {
+    if !is_due(token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer)) {
         return Ok(token);
     }
     if !snapshot.has_refresh_token {
@@ -157,7 +164,7 @@ async fn reread(
         && snapshot.token.expires_at.is_none_or(|e| e > now);
     if refreshed_meanwhile
         || live_without_renewal
-        || !is_due(snapshot.token.expires_at, now, ctx.config().token_expiry_buffer)
+        || !is_due(snapshot.token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer))
     {
         return snapshot.token.decrypt(keyring, id);
     }

@@ -92,10 +92,11 @@ pub enum AuthMethod {
 }
 
 /// How scopes are joined into one `scope` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeSeparator {
     /// RFC 6749: space-delimited.
+    #[default]
     Space,
     /// Zoho, Slack, Shopify.
     Comma,
@@ -127,20 +128,22 @@ pub enum Grant {
 }
 
 /// Body encoding of token requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BodyFormat {
     /// `application/x-www-form-urlencoded` (RFC 6749).
+    #[default]
     Form,
     /// `application/json` (Notion, Atlassian).
     Json,
 }
 
 /// How token requests are sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Body encoding.
+    #[serde(default)]
     pub format: BodyFormat,
     /// Extra request headers (GitHub: `Accept: application/json`).
     #[serde(default)]
@@ -148,10 +151,11 @@ pub struct TokenRequest {
 }
 
 /// How the token endpoint reports errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorRules {
     /// A 2xx body with an `error` field (or Slack's `"ok": false`) is still an error.
+    #[serde(default)]
     pub in_success_body: bool,
     /// Provider error codes on refresh → the RFC 6749 code they mean (Zoho
     /// `invalid_code` → `invalid_grant`, so the connection needs re-authorization).
@@ -160,7 +164,7 @@ pub struct ErrorRules {
 }
 
 /// What becomes `provider_data`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Capture {
     /// Callback query parameters.

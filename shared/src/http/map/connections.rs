@@ -31,6 +31,7 @@ impl From<Error> for ApiError {
             Error::Db(db) => db.into(),
             Error::EventStore(store) => store.into(),
             Error::Upstream(api) => api,
+            Error::Clients(e) => e.into(),
         }
     }
 }

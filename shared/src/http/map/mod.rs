@@ -3,6 +3,8 @@
 //! HTTP status, a `code` and a `field`.
 mod api_keys;
 mod auth;
+mod clients;
 mod connections;
 mod licenses;
+mod providers;
 mod request_log;
