@@ -37,8 +37,8 @@ pub use events::{LicenseEvent, stream};
 pub(crate) use projection::installation_known;
 pub use projection::{PROJECTOR, project};
 pub use values::{
-    DeactivationReason, Email, InstallationId, InstallationName, LicenseKey, LicenseStatus, MAX_KEY_CHARS, Nonce,
-    RevealedKey,
+    DeactivationReason, Email, Entitlements, InstallationId, InstallationName, LicenseKey, LicenseStatus,
+    MAX_KEY_CHARS, Nonce, RevealedKey,
 };
 
 use crate::{db::DbError, events::EventStoreError, http::ApiError};
