@@ -13,6 +13,7 @@ mod event_store;
 mod fake_provider;
 mod http_plumbing;
 mod licenses;
+mod licenses_checkout;
 mod licenses_entitlements;
 mod licenses_import;
 mod licenses_public;

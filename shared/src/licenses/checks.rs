@@ -177,22 +177,22 @@ const SLOTS: &str = "
 SELECT installation_id, activated_at, last_seen_at FROM installations
 WHERE license_id = $1 ORDER BY last_seen_at, activated_at, installation_id";
 
-const TOUCH: &str = "
+pub(super) const TOUCH: &str = "
 UPDATE installations SET last_seen_at = now()
 WHERE license_id = $1 AND installation_id = $2 RETURNING last_seen_at";
 
 /// A license row under its lock, with its slots.
-struct Locked {
-    id: Uuid,
-    terms: Terms,
-    expires_at: Option<DateTime<Utc>>,
-    version: i32,
-    now: DateTime<Utc>,
-    slots: Vec<InstallationSummary>,
+pub(super) struct Locked {
+    pub(super) id: Uuid,
+    pub(super) terms: Terms,
+    pub(super) expires_at: Option<DateTime<Utc>>,
+    pub(super) version: i32,
+    pub(super) now: DateTime<Utc>,
+    pub(super) slots: Vec<InstallationSummary>,
 }
 
 impl Locked {
-    fn summary(&self, used: i64) -> LicenseSummary {
+    pub(super) fn summary(&self, used: i64) -> LicenseSummary {
         LicenseSummary {
             id: self.id,
             status: self.terms.status,
@@ -203,7 +203,7 @@ impl Locked {
         }
     }
 
-    fn slot(&self, installation_id: &str) -> Option<InstallationSummary> {
+    pub(super) fn slot(&self, installation_id: &str) -> Option<InstallationSummary> {
         self.slots.iter().find(|s| s.installation_id == installation_id).cloned()
     }
 }
@@ -218,7 +218,7 @@ fn slot_from_row(r: &Row) -> Result<InstallationSummary, Error> {
 
 /// Takes the license row's lock for the rest of `tx`: every writer of a license stream
 /// does, so the version read here is still current when the append happens.
-async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option<Locked>, Error> {
+pub(super) async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option<Locked>, Error> {
     let hash_param = hash.as_slice();
     let rows = tx.query_typed(LOCK_BY_HASH, &[(&hash_param, Type::BYTEA)]).await?;
     let Some(row) = rows.first() else { return Ok(None) };
@@ -245,7 +245,7 @@ async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option<Locked>, E
     }))
 }
 
-fn public_metadata(ctx: &Context, request_id: Option<String>) -> Metadata {
+pub(super) fn public_metadata(ctx: &Context, request_id: Option<String>) -> Metadata {
     Metadata { request_id, actor: "public".into(), function: ctx.function().to_owned() }
 }
 
@@ -366,7 +366,7 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap() - chrono::Duration::minutes(minutes_ago)
     }
 
-    fn slot(id: &str, days_unseen: i64) -> InstallationSummary {
+    pub(super) fn slot(id: &str, days_unseen: i64) -> InstallationSummary {
         InstallationSummary {
             installation_id: id.into(),
             activated_at: at(60 * 24 * 400),

@@ -98,6 +98,19 @@ pub enum LicenseEvent {
         /// When it had last been seen (the evidence for `inactive`).
         last_seen_at: Option<DateTime<Utc>>,
     },
+    /// An installation took a signed offline license file (DESIGN §6.15).
+    LicenseCheckedOut {
+        /// License id.
+        id: Uuid,
+        /// The product's installation id.
+        installation_id: String,
+        /// The file's `iat`.
+        issued_at: DateTime<Utc>,
+        /// The file's `exp`.
+        expires_at: DateTime<Utc>,
+        /// The signing key's id (`kid`).
+        key_id: String,
+    },
 }
 
 pub(crate) fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(

@@ -128,6 +128,14 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
             )
             .await?;
         }
+        LicenseEvent::LicenseCheckedOut { id, .. } => {
+            // Nothing to project but the stream's version (the checks lock and compare it).
+            tx.query_typed(
+                "UPDATE licenses SET version = $2 WHERE id = $1",
+                &[(&id, Type::UUID), (version, Type::INT4)],
+            )
+            .await?;
+        }
         LicenseEvent::InstallationDeactivated { id, installation_id, .. } => {
             tx.query_typed(DEACTIVATED, &[(&id, Type::UUID), (&installation_id, Type::TEXT), (version, Type::INT4)])
                 .await?;
