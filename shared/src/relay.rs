@@ -41,6 +41,7 @@ pub const PUBLISHED_TYPES: &[&str] = &[
     "LicenseRevoked",
     "InstallationActivated",
     "InstallationDeactivated",
+    "LicenseCheckedOut",
 ];
 
 /// Derived: a successful refresh right after one or more failures.

@@ -43,7 +43,7 @@ async fn validate_answers_valid_and_not_activated_with_ts_and_the_echoed_nonce()
     assert_eq!(answer.json["installation"], Value::Null);
     assert_eq!(
         answer.json["license"],
-        json!({"id": id, "status": "active", "expires_at": null, "max_installations": 2, "installations_used": 0})
+        json!({"id": id, "status": "active", "expires_at": null, "max_installations": 2, "installations_used": 0, "entitlements": []})
     );
     let ts: chrono::DateTime<chrono::Utc> = answer.json["ts"].as_str().unwrap().parse().unwrap();
     assert!(ts >= before - chrono::Duration::seconds(5));

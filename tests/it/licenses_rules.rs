@@ -1,7 +1,8 @@
 //! One rule, two homes: `license_validate` (PL/pgSQL, the one-round-trip hot path) decides
 //! on its own whether a check is usable and touches `last_seen_at`; `licenses::validate_code`
 //! decides the code. These tests prove the two agree on generated cases: every status ×
-//! expired or not × slot limit × slots used × whether the asking installation holds one.
+//! expired or not × slot limit × slots used × whether the asking installation holds one ×
+//! entitlements asked for (none, granted, missing).
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
@@ -39,7 +40,8 @@ fn cases() -> Vec<Case> {
 /// Builds the case through the API: issue, activate `used` installations (the asking one
 /// among them when `activated`), then expire, suspend or revoke.
 async fn build(w: &World, case: &Case) -> (String, String) {
-    let (id, key) = w.issue(json!({"email": "rules@example.com", "max_installations": case.max})).await;
+    let (id, key) =
+        w.issue(json!({"email": "rules@example.com", "max_installations": case.max, "entitlements": ["pro"]})).await;
     for n in 0..case.used {
         let installation = if case.activated && n == 0 { "asking".to_owned() } else { format!("other-{n}") };
         assert_eq!(w.check("activate", &key, &installation).await["code"], "VALID");
@@ -74,50 +76,70 @@ async fn the_plpgsql_hot_path_and_the_rust_rules_agree_on_every_case() {
     for case in &cases {
         let (_, key) = build(&w, case).await;
         let hash = LicenseKey::parse(&key).unwrap().lookup_hash(&pepper).to_vec();
-        let what = format!(
-            "{:?} expired={} max={} used={} activated={}",
-            case.status, case.expired, case.max, case.used, case.activated
-        );
+        for needed in [vec![], vec!["pro".to_owned()], vec!["pro".to_owned(), "sso".to_owned()]] {
+            let what = format!(
+                "{:?} expired={} max={} used={} activated={}",
+                case.status, case.expired, case.max, case.used, case.activated
+            ) + &format!(" needed={needed:?}");
 
-        let before: Option<chrono::DateTime<chrono::Utc>> = client
-            .query_opt(
-                "SELECT i.last_seen_at FROM installations i JOIN licenses l ON l.id = i.license_id
+            let before: Option<chrono::DateTime<chrono::Utc>> = client
+                .query_opt(
+                    "SELECT i.last_seen_at FROM installations i JOIN licenses l ON l.id = i.license_id
                  WHERE l.key_hash = $1 AND i.installation_id = 'asking'",
-                &[&hash],
+                    &[&hash],
+                )
+                .await
+                .unwrap()
+                .map(|r| r.get(0));
+            let row =
+                client.query_one("SELECT * FROM license_validate($1, 'asking', $2)", &[&hash, &needed]).await.unwrap();
+            let sql_status = LicenseStatus::from_db(row.get("status")).unwrap();
+            let sql_expired: bool = row.get("expired");
+            let activated_at: Option<chrono::DateTime<chrono::Utc>> = row.get("activated_at");
+            let last_seen: Option<chrono::DateTime<chrono::Utc>> = row.get("last_seen_at");
+            let checked_at: chrono::DateTime<chrono::Utc> = row.get("checked_at");
+            assert_eq!(
+                (sql_status, sql_expired, activated_at.is_some()),
+                (case.status, case.expired, case.activated),
+                "{what}"
+            );
+            assert_eq!(row.get::<_, i64>("installations_used"), i64::from(case.used), "{what}");
+
+            let missing: bool = row.get("entitlements_missing");
+            assert_eq!(missing, needed.iter().any(|n| n == "sso"), "{what}");
+            assert_eq!(row.get::<_, Vec<String>>("entitlements"), ["pro"], "{what}");
+            let code = validate_code(sql_status, sql_expired, missing, activated_at.is_some());
+            // The SQL touched last_seen_at exactly when the Rust rule says VALID.
+            let touched = last_seen.is_some() && last_seen == Some(checked_at) && before != last_seen;
+            assert_eq!(
+                touched,
+                code == CheckCode::Valid,
+                "{what}: code {code:?}, before {before:?}, after {last_seen:?}"
+            );
+            let expected = match (case.status, case.expired, case.activated) {
+                (LicenseStatus::Revoked, ..) => CheckCode::Revoked,
+                (LicenseStatus::Suspended, ..) => CheckCode::Suspended,
+                (_, true, _) => CheckCode::Expired,
+                _ if missing => CheckCode::EntitlementsMissing,
+                (_, false, false) => CheckCode::NotActivated,
+                (_, false, true) => CheckCode::Valid,
+            };
+            assert_eq!(code, expected, "{what}");
+
+            // And the public route answers the same code.
+            let answer = crate::helpers::call(
+                &w.public,
+                Method::POST,
+                "/v1/licenses/validate",
+                None,
+                Some(json!({"license_key": key, "installation_id": "asking", "entitlements": needed})),
             )
             .await
-            .unwrap()
-            .map(|r| r.get(0));
-        let row = client.query_one("SELECT * FROM license_validate($1, 'asking')", &[&hash]).await.unwrap();
-        let sql_status = LicenseStatus::from_db(row.get("status")).unwrap();
-        let sql_expired: bool = row.get("expired");
-        let activated_at: Option<chrono::DateTime<chrono::Utc>> = row.get("activated_at");
-        let last_seen: Option<chrono::DateTime<chrono::Utc>> = row.get("last_seen_at");
-        let checked_at: chrono::DateTime<chrono::Utc> = row.get("checked_at");
-        assert_eq!(
-            (sql_status, sql_expired, activated_at.is_some()),
-            (case.status, case.expired, case.activated),
-            "{what}"
-        );
-        assert_eq!(row.get::<_, i64>("installations_used"), i64::from(case.used), "{what}");
-
-        let code = validate_code(sql_status, sql_expired, activated_at.is_some());
-        // The SQL touched last_seen_at exactly when the Rust rule says VALID.
-        let touched = last_seen.is_some() && last_seen == Some(checked_at) && before != last_seen;
-        assert_eq!(touched, code == CheckCode::Valid, "{what}: code {code:?}, before {before:?}, after {last_seen:?}");
-        let expected = match (case.status, case.expired, case.activated) {
-            (LicenseStatus::Revoked, ..) => CheckCode::Revoked,
-            (LicenseStatus::Suspended, ..) => CheckCode::Suspended,
-            (_, true, _) => CheckCode::Expired,
-            (_, false, false) => CheckCode::NotActivated,
-            (_, false, true) => CheckCode::Valid,
-        };
-        assert_eq!(code, expected, "{what}");
-
-        // And the public route answers the same code.
-        let answer = w.check("validate", &key, "asking").await;
-        assert_eq!(answer["code"], serde_json::to_value(expected).unwrap(), "{what}");
-        assert_eq!(answer["valid"], expected == CheckCode::Valid, "{what}");
+            .json;
+            assert_eq!(answer["code"], serde_json::to_value(expected).unwrap(), "{what}");
+            assert_eq!(answer["valid"], expected == CheckCode::Valid, "{what}");
+            assert_eq!(answer["license"]["entitlements"], json!(["pro"]), "{what}");
+        }
     }
 }
 

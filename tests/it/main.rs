@@ -16,6 +16,8 @@ mod fake_provider;
 mod http_plumbing;
 mod lambda_local;
 mod licenses;
+mod licenses_checkout;
+mod licenses_entitlements;
 mod licenses_import;
 mod licenses_public;
 mod licenses_rules;

@@ -12,7 +12,7 @@ use axum::{
 use shared::{
     Context,
     http::{ApiError, Json, RequestId},
-    licenses::{self, CheckRequest},
+    licenses::{self, CheckRequest, CheckoutRequest},
     signing,
 };
 
@@ -28,6 +28,7 @@ pub fn routes(ctx: Context) -> Router {
         .route("/v1/licenses/validate", post(validate))
         .route("/v1/licenses/activate", post(activate))
         .route("/v1/licenses/deactivate", post(deactivate))
+        .route("/v1/licenses/checkout", post(checkout))
         .route("/v1/licenses/signing-keys", get(signing_keys))
         .route_layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(ctx)
@@ -83,4 +84,12 @@ async fn deactivate(
     Json(body): Json<CheckRequest>,
 ) -> Result<Response, ApiError> {
     render(&ctx, &licenses::deactivate(&ctx, body, Some(request_id)).await?).await
+}
+
+async fn checkout(
+    State(ctx): State<Context>,
+    RequestId(request_id): RequestId,
+    Json(body): Json<CheckoutRequest>,
+) -> Result<Response, ApiError> {
+    render(&ctx, &licenses::checkout(&ctx, body, Some(request_id)).await?).await
 }

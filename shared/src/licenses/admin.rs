@@ -12,7 +12,7 @@ use tokio_postgres::{Row, Transaction, error::SqlState, types::Type};
 use uuid::Uuid;
 
 use super::{
-    DeactivationReason, Email, Error, LicenseEvent, LicenseKey, LicenseStatus, PROJECTOR, RevealedKey,
+    DeactivationReason, Email, Entitlements, Error, LicenseEvent, LicenseKey, LicenseStatus, PROJECTOR, RevealedKey,
     events::{KEY_FIELD, double_option},
     stream,
 };
@@ -61,6 +61,8 @@ pub struct License {
     pub installations_used: i64,
     /// Operator's data.
     pub metadata: Value,
+    /// What the license grants (DESIGN §6.6a), sorted.
+    pub entitlements: Vec<String>,
     /// Issue time.
     pub created_at: DateTime<Utc>,
     /// Last change of its terms or status.
@@ -71,7 +73,7 @@ pub struct License {
 }
 
 const LICENSE_COLUMNS: &str = "l.id, l.email, l.status, l.max_installations, l.max_inactive_days, l.expires_at, \
-     l.metadata, l.created_at, l.updated_at, \
+     l.metadata, l.entitlements, l.created_at, l.updated_at, \
      l.installations_used::bigint AS used, \
      l.expires_at IS NOT NULL AND l.expires_at <= now() AS expired, l.license_key";
 
@@ -84,6 +86,7 @@ fn license_from_row(row: &Row) -> Result<License, Error> {
         max_inactive_days: row.try_get("max_inactive_days")?,
         expires_at: row.try_get("expires_at")?,
         metadata: row.try_get("metadata")?,
+        entitlements: row.try_get("entitlements")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         installations_used: row.try_get("used")?,
@@ -118,6 +121,9 @@ pub struct NewLicense {
     /// Operator's data (a JSON object).
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// What the license grants (DESIGN §6.6a).
+    #[serde(default)]
+    pub entitlements: Option<Entitlements>,
 }
 
 fn one() -> i32 {
@@ -171,6 +177,7 @@ pub(crate) struct Issue {
     pub expires_at: Option<DateTime<Utc>>,
     pub key: LicenseKey,
     pub metadata: Value,
+    pub entitlements: Entitlements,
     pub created_at: DateTime<Utc>,
     pub source: &'static str,
     pub status: LicenseStatus,
@@ -194,6 +201,7 @@ pub(crate) async fn issue_license(ctx: &Context, issue: Issue, metadata: &Metada
         max_inactive_days: issue.max_inactive_days,
         expires_at: issue.expires_at,
         metadata: issue.metadata,
+        entitlements: issue.entitlements.into(),
         created_at: issue.created_at,
         source: issue.source.to_owned(),
     }];
@@ -231,6 +239,7 @@ pub async fn issue(ctx: &Context, new: NewLicense, metadata: &Metadata) -> Resul
         expires_at: new.expires_at,
         key: key.clone(),
         metadata: meta,
+        entitlements: new.entitlements.unwrap_or_default(),
         created_at: Utc::now(),
         source: "api",
         status: LicenseStatus::Active,
@@ -383,10 +392,13 @@ pub struct LicensePatch {
     /// New metadata (replaces the old).
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// New entitlements (replace the old; `[]` for none).
+    #[serde(default)]
+    pub entitlements: Option<Entitlements>,
 }
 
 const LOCK_BY_ID: &str = "
-SELECT email, status, max_installations, max_inactive_days, expires_at, metadata, version
+SELECT email, status, max_installations, max_inactive_days, expires_at, metadata, entitlements, version
 FROM licenses WHERE id = $1 FOR UPDATE";
 
 /// A license row as an operator's change reads it, under the row's lock.
@@ -397,6 +409,7 @@ struct Current {
     max_inactive_days: Option<i32>,
     expires_at: Option<DateTime<Utc>>,
     metadata: Value,
+    entitlements: Vec<String>,
     version: i32,
 }
 
@@ -412,6 +425,7 @@ async fn lock_by_id(tx: &Transaction<'_>, id: Uuid) -> Result<Current, Error> {
         max_inactive_days: row.try_get("max_inactive_days")?,
         expires_at: row.try_get("expires_at")?,
         metadata: row.try_get("metadata")?,
+        entitlements: row.try_get("entitlements")?,
         version: row.try_get("version")?,
     })
 }
@@ -440,12 +454,14 @@ fn patch_events(id: Uuid, current: &Current, patch: LicensePatch, metadata: Opti
     let max_inactive_days = patch.max_inactive_days.filter(|d| *d != current.max_inactive_days);
     let expires_at = patch.expires_at.filter(|e| *e != current.expires_at);
     let metadata = metadata.filter(|m| *m != current.metadata);
+    let entitlements = patch.entitlements.map(Vec::from).filter(|e| *e != current.entitlements);
     let mut events = Vec::new();
     if email.is_some()
         || max_installations.is_some()
         || max_inactive_days.is_some()
         || expires_at.is_some()
         || metadata.is_some()
+        || entitlements.is_some()
     {
         events.push(LicenseEvent::LicenseUpdated {
             id,
@@ -454,6 +470,7 @@ fn patch_events(id: Uuid, current: &Current, patch: LicensePatch, metadata: Opti
             max_inactive_days,
             expires_at,
             metadata,
+            entitlements,
         });
     }
     match (current.status, patch.status) {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{InstallationId, InstallationName, LicenseKey, LicenseStatus, Nonce};
+use super::{Entitlements, InstallationId, InstallationName, LicenseKey, LicenseStatus, Nonce};
 
 /// The body of `POST /v1/licenses/{validate,activate,deactivate}`. Unknown fields are
 /// ignored so that products may send more than this version reads.
@@ -23,6 +23,10 @@ pub struct CheckRequest {
     /// Echoed in the answer, so the caller can tell a fresh answer from a replayed one.
     #[serde(default)]
     pub nonce: Option<Nonce>,
+    /// Entitlements the product needs (validate and activate); a license lacking one
+    /// answers `ENTITLEMENTS_MISSING`.
+    #[serde(default)]
+    pub entitlements: Option<Entitlements>,
 }
 
 /// The outcome code of a check.
@@ -39,6 +43,8 @@ pub enum CheckCode {
     Revoked,
     /// The license has expired.
     Expired,
+    /// The license lacks an entitlement the product asked for.
+    EntitlementsMissing,
     /// This installation holds no slot of the license.
     NotActivated,
     /// Every slot is taken.
@@ -56,6 +62,7 @@ impl CheckCode {
             Self::Suspended => "the license is suspended",
             Self::Revoked => "the license has been revoked",
             Self::Expired => "the license has expired",
+            Self::EntitlementsMissing => "the license lacks an entitlement the product needs",
             Self::NotActivated => "this installation is not activated for the license",
             Self::TooManyInstallations => "every installation slot of the license is taken",
             Self::Deactivated => "the installation was deactivated and its slot is free",
@@ -76,6 +83,8 @@ pub struct LicenseSummary {
     pub max_installations: i32,
     /// Installations holding a slot after this check.
     pub installations_used: i64,
+    /// What the license grants, sorted.
+    pub entitlements: Vec<String>,
 }
 
 /// The installation part of a check's answer.

@@ -11,8 +11,8 @@ use tokio_postgres::{Row, Transaction, types::Type};
 use uuid::Uuid;
 
 use super::{
-    CheckAnswer, CheckCode, CheckRequest, DeactivationReason, Error, InstallationId, InstallationSummary, LicenseEvent,
-    LicenseStatus, LicenseSummary, PROJECTOR, admin::pepper_hash, stream,
+    CheckAnswer, CheckCode, CheckRequest, DeactivationReason, Entitlements, Error, InstallationId, InstallationSummary,
+    LicenseEvent, LicenseStatus, LicenseSummary, PROJECTOR, admin::pepper_hash, stream,
 };
 use crate::{
     context::Context,
@@ -35,8 +35,15 @@ pub fn license_code(status: LicenseStatus, expired: bool) -> Option<CheckCode> {
 }
 
 /// The code of `validate` for a license that exists; only `VALID` touches `last_seen_at`.
-pub fn validate_code(status: LicenseStatus, expired: bool, activated: bool) -> CheckCode {
-    license_code(status, expired).unwrap_or(if activated { CheckCode::Valid } else { CheckCode::NotActivated })
+/// `entitlements_missing`: the license lacks one the product asked for (after `EXPIRED`).
+pub fn validate_code(status: LicenseStatus, expired: bool, entitlements_missing: bool, activated: bool) -> CheckCode {
+    license_code(status, expired).unwrap_or(if entitlements_missing {
+        CheckCode::EntitlementsMissing
+    } else if activated {
+        CheckCode::Valid
+    } else {
+        CheckCode::NotActivated
+    })
 }
 
 /// What a check knows of a license when it decides.
@@ -50,6 +57,8 @@ pub struct Terms {
     pub max_installations: i32,
     /// Inactivity after which a slot may be taken over.
     pub max_inactive_days: Option<i32>,
+    /// What the license grants.
+    pub entitlements: Entitlements,
 }
 
 /// What an activation does, decided from the license and its slots alone.
@@ -75,10 +84,14 @@ pub fn plan_activation(
     terms: &Terms,
     slots: &[InstallationSummary],
     installation_id: &InstallationId,
+    needed: &Entitlements,
     now: DateTime<Utc>,
 ) -> Plan {
     if let Some(code) = license_code(terms.status, terms.expired) {
         return Plan::Refuse(code);
+    }
+    if !terms.entitlements.missing(needed).is_empty() {
+        return Plan::Refuse(CheckCode::EntitlementsMissing);
     }
     if slots.iter().any(|s| s.installation_id == installation_id.as_str()) {
         return Plan::Touch;
@@ -114,7 +127,7 @@ pub fn plan_deactivation(terms: &Terms, activated: bool) -> Option<CheckCode> {
 /// transaction alone) and reads the projection's `installations_used`. It is a PL/pgSQL
 /// function so that its plans are cached in the backend; this unnamed statement itself is
 /// trivial to plan.
-const VALIDATE: &str = "SELECT * FROM license_validate($1, $2)";
+const VALIDATE: &str = "SELECT * FROM license_validate($1, $2, $3)";
 
 /// `POST /v1/licenses/validate`: one SQL statement that reads and, when valid, updates
 /// `last_seen_at`.
@@ -122,7 +135,11 @@ pub async fn validate(ctx: &Context, request: CheckRequest) -> Result<CheckAnswe
     let hash = pepper_hash(ctx, &request.license_key).await?;
     let hash_param = hash.as_slice();
     let installation_id = request.installation_id.as_str();
-    let rows = ctx.db().read(VALIDATE, &[(&hash_param, Type::BYTEA), (&installation_id, Type::TEXT)]).await?;
+    let needed: &[String] = request.entitlements.as_ref().map_or(&[], |e| e.names());
+    let rows = ctx
+        .db()
+        .read(VALIDATE, &[(&hash_param, Type::BYTEA), (&installation_id, Type::TEXT), (&needed, Type::TEXT_ARRAY)])
+        .await?;
     let Some(row) = rows.first() else { return Ok(CheckAnswer::not_found(request.nonce)) };
     if !constant_time_eq(row.try_get::<_, &[u8]>("key_hash")?, &hash) {
         return Ok(CheckAnswer::not_found(request.nonce));
@@ -134,6 +151,7 @@ pub async fn validate(ctx: &Context, request: CheckRequest) -> Result<CheckAnswe
         expires_at: row.try_get("expires_at")?,
         max_installations: row.try_get("max_installations")?,
         installations_used: row.try_get("installations_used")?,
+        entitlements: row.try_get("entitlements")?,
     };
     let installation = match row.try_get::<_, Option<DateTime<Utc>>>("activated_at")? {
         Some(activated_at) => Some(InstallationSummary {
@@ -143,14 +161,15 @@ pub async fn validate(ctx: &Context, request: CheckRequest) -> Result<CheckAnswe
         }),
         None => None,
     };
-    let code = validate_code(status, row.try_get("expired")?, installation.is_some());
+    let code =
+        validate_code(status, row.try_get("expired")?, row.try_get("entitlements_missing")?, installation.is_some());
     Ok(CheckAnswer::new(code, Some(license), installation, row.try_get("checked_at")?, request.nonce))
 }
 
 // ---- activate and deactivate -----------------------------------------------------------
 
 const LOCK_BY_HASH: &str = "
-SELECT id, status, expires_at, max_installations, max_inactive_days, version, key_hash,
+SELECT id, status, expires_at, max_installations, max_inactive_days, entitlements, version, key_hash,
        expires_at IS NOT NULL AND expires_at <= now() AS expired, now() AS now
 FROM licenses WHERE key_hash = $1 FOR UPDATE";
 
@@ -158,32 +177,33 @@ const SLOTS: &str = "
 SELECT installation_id, activated_at, last_seen_at FROM installations
 WHERE license_id = $1 ORDER BY last_seen_at, activated_at, installation_id";
 
-const TOUCH: &str = "
+pub(super) const TOUCH: &str = "
 UPDATE installations SET last_seen_at = now()
 WHERE license_id = $1 AND installation_id = $2 RETURNING last_seen_at";
 
 /// A license row under its lock, with its slots.
-struct Locked {
-    id: Uuid,
-    terms: Terms,
-    expires_at: Option<DateTime<Utc>>,
-    version: i32,
-    now: DateTime<Utc>,
-    slots: Vec<InstallationSummary>,
+pub(super) struct Locked {
+    pub(super) id: Uuid,
+    pub(super) terms: Terms,
+    pub(super) expires_at: Option<DateTime<Utc>>,
+    pub(super) version: i32,
+    pub(super) now: DateTime<Utc>,
+    pub(super) slots: Vec<InstallationSummary>,
 }
 
 impl Locked {
-    fn summary(&self, used: i64) -> LicenseSummary {
+    pub(super) fn summary(&self, used: i64) -> LicenseSummary {
         LicenseSummary {
             id: self.id,
             status: self.terms.status,
             expires_at: self.expires_at,
             max_installations: self.terms.max_installations,
             installations_used: used,
+            entitlements: self.terms.entitlements.names().to_vec(),
         }
     }
 
-    fn slot(&self, installation_id: &str) -> Option<InstallationSummary> {
+    pub(super) fn slot(&self, installation_id: &str) -> Option<InstallationSummary> {
         self.slots.iter().find(|s| s.installation_id == installation_id).cloned()
     }
 }
@@ -198,7 +218,7 @@ fn slot_from_row(r: &Row) -> Result<InstallationSummary, Error> {
 
 /// Takes the license row's lock for the rest of `tx`: every writer of a license stream
 /// does, so the version read here is still current when the append happens.
-async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option<Locked>, Error> {
+pub(super) async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option<Locked>, Error> {
     let hash_param = hash.as_slice();
     let rows = tx.query_typed(LOCK_BY_HASH, &[(&hash_param, Type::BYTEA)]).await?;
     let Some(row) = rows.first() else { return Ok(None) };
@@ -215,6 +235,8 @@ async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option<Locked>, E
             expired: row.try_get("expired")?,
             max_installations: row.try_get("max_installations")?,
             max_inactive_days: row.try_get("max_inactive_days")?,
+            entitlements: Entitlements::try_from(row.try_get::<_, Vec<String>>("entitlements")?)
+                .map_err(Error::Internal)?,
         },
         expires_at: row.try_get("expires_at")?,
         version: row.try_get("version")?,
@@ -223,7 +245,7 @@ async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option<Locked>, E
     }))
 }
 
-fn public_metadata(ctx: &Context, request_id: Option<String>) -> Metadata {
+pub(super) fn public_metadata(ctx: &Context, request_id: Option<String>) -> Metadata {
     Metadata { request_id, actor: "public".into(), function: ctx.function().to_owned() }
 }
 
@@ -242,7 +264,8 @@ pub async fn activate(ctx: &Context, request: CheckRequest, request_id: Option<S
     let answer = |code, used, installation| {
         CheckAnswer::new(code, Some(license.summary(used)), installation, license.now, request.nonce.clone())
     };
-    match plan_activation(&license.terms, &license.slots, &request.installation_id, license.now) {
+    let needed = request.entitlements.clone().unwrap_or_default();
+    match plan_activation(&license.terms, &license.slots, &request.installation_id, &needed, license.now) {
         Plan::Refuse(CheckCode::TooManyInstallations) => Ok(answer(CheckCode::TooManyInstallations, used, None)),
         Plan::Refuse(code) => Ok(answer(code, used, license.slot(installation_id))),
         Plan::Touch => {
@@ -343,7 +366,7 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap() - chrono::Duration::minutes(minutes_ago)
     }
 
-    fn slot(id: &str, days_unseen: i64) -> InstallationSummary {
+    pub(super) fn slot(id: &str, days_unseen: i64) -> InstallationSummary {
         InstallationSummary {
             installation_id: id.into(),
             activated_at: at(60 * 24 * 400),
@@ -352,7 +375,31 @@ mod tests {
     }
 
     fn terms(status: LicenseStatus, expired: bool, max: i32, inactive: Option<i32>) -> Terms {
-        Terms { status, expired, max_installations: max, max_inactive_days: inactive }
+        Terms { status, expired, max_installations: max, max_inactive_days: inactive, entitlements: ents(&["pro"]) }
+    }
+
+    fn ents(names: &[&str]) -> Entitlements {
+        Entitlements::try_from(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn plan(t: &Terms, slots: &[InstallationSummary], who: &str) -> Plan {
+        plan_activation(t, slots, &id(who), &Entitlements::default(), at(0))
+    }
+
+    #[test]
+    fn missing_entitlements_come_after_expired_and_before_slots() {
+        let t = terms(LicenseStatus::Active, false, 1, None);
+        let sso = ents(&["pro", "sso"]);
+        assert_eq!(
+            plan_activation(&t, &[slot("a", 0)], &id("a"), &sso, at(0)),
+            Plan::Refuse(CheckCode::EntitlementsMissing)
+        );
+        assert_eq!(plan_activation(&t, &[slot("a", 0)], &id("a"), &ents(&["pro"]), at(0)), Plan::Touch);
+        let expired = terms(LicenseStatus::Active, true, 1, None);
+        assert_eq!(plan_activation(&expired, &[], &id("a"), &sso, at(0)), Plan::Refuse(CheckCode::Expired));
+        assert_eq!(validate_code(LicenseStatus::Active, true, true, true), CheckCode::Expired);
+        assert_eq!(validate_code(LicenseStatus::Active, false, true, true), CheckCode::EntitlementsMissing);
+        assert_eq!(validate_code(LicenseStatus::Active, false, true, false), CheckCode::EntitlementsMissing);
     }
 
     fn id(s: &str) -> InstallationId {
@@ -365,9 +412,9 @@ mod tests {
         assert_eq!(license_code(LicenseStatus::Suspended, true), Some(CheckCode::Suspended));
         assert_eq!(license_code(LicenseStatus::Active, true), Some(CheckCode::Expired));
         assert_eq!(license_code(LicenseStatus::Active, false), None);
-        assert_eq!(validate_code(LicenseStatus::Active, false, false), CheckCode::NotActivated);
-        assert_eq!(validate_code(LicenseStatus::Active, false, true), CheckCode::Valid);
-        assert_eq!(validate_code(LicenseStatus::Suspended, false, true), CheckCode::Suspended);
+        assert_eq!(validate_code(LicenseStatus::Active, false, false, false), CheckCode::NotActivated);
+        assert_eq!(validate_code(LicenseStatus::Active, false, false, true), CheckCode::Valid);
+        assert_eq!(validate_code(LicenseStatus::Suspended, false, false, true), CheckCode::Suspended);
     }
 
     #[test]
@@ -379,23 +426,26 @@ mod tests {
             (LicenseStatus::Active, true, CheckCode::Expired),
         ] {
             let t = terms(status, expired, 1, Some(1));
-            assert_eq!(plan_activation(&t, &slots, &id("a"), at(0)), Plan::Refuse(code));
-            assert_eq!(plan_activation(&t, &slots, &id("b"), at(0)), Plan::Refuse(code));
+            assert_eq!(plan(&t, &slots, "a"), Plan::Refuse(code));
+            assert_eq!(plan(&t, &slots, "b"), Plan::Refuse(code));
         }
     }
 
     #[test]
     fn an_active_installation_is_touched_not_given_a_second_slot() {
         let t = terms(LicenseStatus::Active, false, 1, None);
-        assert_eq!(plan_activation(&t, &[slot("a", 3)], &id("a"), at(0)), Plan::Touch);
+        assert_eq!(plan_activation(&t, &[slot("a", 3)], &id("a"), &Entitlements::default(), at(0)), Plan::Touch);
     }
 
     #[test]
     fn a_free_slot_is_taken_and_a_full_license_refuses() {
         let t = terms(LicenseStatus::Active, false, 2, None);
-        assert_eq!(plan_activation(&t, &[slot("a", 0)], &id("b"), at(0)), Plan::Activate { evict: vec![] });
         assert_eq!(
-            plan_activation(&t, &[slot("a", 0), slot("b", 900)], &id("c"), at(0)),
+            plan_activation(&t, &[slot("a", 0)], &id("b"), &Entitlements::default(), at(0)),
+            Plan::Activate { evict: vec![] }
+        );
+        assert_eq!(
+            plan_activation(&t, &[slot("a", 0), slot("b", 900)], &id("c"), &Entitlements::default(), at(0)),
             Plan::Refuse(CheckCode::TooManyInstallations)
         );
     }
@@ -405,17 +455,14 @@ mod tests {
         let t = terms(LicenseStatus::Active, false, 2, Some(30));
         let slots = [slot("recent", 1), slot("old", 40), slot("older", 90)];
         // Three slots used of two: two must go for a new one, but only two are stale.
-        assert_eq!(
-            plan_activation(&t, &slots, &id("new"), at(0)),
-            Plan::Activate { evict: vec!["older".into(), "old".into()] }
-        );
+        assert_eq!(plan(&t, &slots, "new"), Plan::Activate { evict: vec!["older".into(), "old".into()] });
         let one_stale = [slot("recent", 1), slot("old", 40)];
-        assert_eq!(plan_activation(&t, &one_stale, &id("new"), at(0)), Plan::Activate { evict: vec!["old".into()] });
+        assert_eq!(plan(&t, &one_stale, "new"), Plan::Activate { evict: vec!["old".into()] });
         let none_stale = [slot("recent", 1), slot("also", 29)];
-        assert_eq!(plan_activation(&t, &none_stale, &id("new"), at(0)), Plan::Refuse(CheckCode::TooManyInstallations));
+        assert_eq!(plan(&t, &none_stale, "new"), Plan::Refuse(CheckCode::TooManyInstallations));
         // Exactly at the limit counts as stale.
         let limit = [slot("recent", 1), slot("edge", 30)];
-        assert_eq!(plan_activation(&t, &limit, &id("new"), at(0)), Plan::Activate { evict: vec!["edge".into()] });
+        assert_eq!(plan(&t, &limit, "new"), Plan::Activate { evict: vec!["edge".into()] });
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum LicenseEvent {
         expires_at: Option<DateTime<Utc>>,
         /// Operator's free-form data.
         metadata: Value,
+        /// What the license grants (absent in events written before entitlements).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        entitlements: Vec<String>,
         /// When the license came to be (the old service's date for imports).
         created_at: DateTime<Utc>,
         /// `api` or `import`.
@@ -54,6 +57,9 @@ pub enum LicenseEvent {
         /// New metadata.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metadata: Option<Value>,
+        /// New entitlements (replace the old).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entitlements: Option<Vec<String>>,
     },
     /// Paused by an operator.
     LicenseSuspended {
@@ -92,6 +98,19 @@ pub enum LicenseEvent {
         /// When it had last been seen (the evidence for `inactive`).
         last_seen_at: Option<DateTime<Utc>>,
     },
+    /// An installation took a signed offline license file (DESIGN §6.15).
+    LicenseCheckedOut {
+        /// License id.
+        id: Uuid,
+        /// The product's installation id.
+        installation_id: String,
+        /// The file's `iat`.
+        issued_at: DateTime<Utc>,
+        /// The file's `exp`.
+        expires_at: DateTime<Utc>,
+        /// The signing key's id (`kid`).
+        key_id: String,
+    },
 }
 
 pub(crate) fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
@@ -122,6 +141,7 @@ mod tests {
             max_inactive_days: None,
             expires_at: Some(None),
             metadata: None,
+            entitlements: None,
         };
         let json = serde_json::to_value(&cleared).unwrap();
         assert_eq!(json, serde_json::json!({"type": "LicenseUpdated", "id": id, "expires_at": null}));

@@ -285,6 +285,7 @@ pub async fn import_sqlite(
             key,
             metadata: json!({"imported_from": "license-service", "legacy_id": old.id}),
             created_at,
+            entitlements: Default::default(),
             source: "import",
             status,
         };

@@ -16,6 +16,7 @@
 
 mod admin;
 mod answer;
+mod checkout;
 mod checks;
 mod events;
 pub mod import;
@@ -30,6 +31,7 @@ pub use admin::{
 };
 pub(crate) use admin::{Issue, issue_license};
 pub use answer::{CheckAnswer, CheckCode, CheckRequest, InstallationSummary, LicenseSummary};
+pub use checkout::{CheckoutAnswer, CheckoutRequest, LicenseClaims, checkout, file_expiry};
 pub use checks::{
     Plan, Terms, activate, deactivate, license_code, plan_activation, plan_deactivation, validate, validate_code,
 };
@@ -37,8 +39,8 @@ pub use events::{LicenseEvent, stream};
 pub(crate) use projection::installation_known;
 pub use projection::{PROJECTOR, project};
 pub use values::{
-    DeactivationReason, Email, InstallationId, InstallationName, LicenseKey, LicenseStatus, MAX_KEY_CHARS, Nonce,
-    RevealedKey,
+    DeactivationReason, Email, Entitlements, InstallationId, InstallationName, LicenseKey, LicenseStatus,
+    MAX_KEY_CHARS, Nonce, RevealedKey,
 };
 
 use crate::{db::DbError, events::EventStoreError, http::ApiError};

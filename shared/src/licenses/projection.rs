@@ -15,8 +15,8 @@ use crate::{
 
 const INSERT_LICENSE: &str = "
 INSERT INTO licenses (id, key_hash, license_key, email, status, max_installations, max_inactive_days,
-                      expires_at, metadata, created_at, updated_at, version)
-VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $11)";
+                      expires_at, metadata, created_at, updated_at, version, entitlements)
+VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $11, $12)";
 
 const UPDATE_LICENSE: &str = "
 UPDATE licenses SET
@@ -25,6 +25,7 @@ UPDATE licenses SET
     max_inactive_days = CASE WHEN $4 THEN $5 ELSE max_inactive_days END,
     expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END,
     metadata = coalesce($8, metadata),
+    entitlements = coalesce($11, entitlements),
     updated_at = $9, version = $10
 WHERE id = $1";
 
@@ -59,6 +60,7 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
             expires_at,
             metadata,
             created_at,
+            entitlements,
             source: _,
         } => {
             let hash = hex::decode(&key_hash).map_err(|_| EventStoreError::Payload("key_hash is not hex".into()))?;
@@ -76,11 +78,20 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
                     (&created_at, Type::TIMESTAMPTZ),
                     (at, Type::TIMESTAMPTZ),
                     (version, Type::INT4),
+                    (&entitlements, Type::TEXT_ARRAY),
                 ],
             )
             .await?;
         }
-        LicenseEvent::LicenseUpdated { id, email, max_installations, max_inactive_days, expires_at, metadata } => {
+        LicenseEvent::LicenseUpdated {
+            id,
+            email,
+            max_installations,
+            max_inactive_days,
+            expires_at,
+            metadata,
+            entitlements,
+        } => {
             let (set_days, days) = (max_inactive_days.is_some(), max_inactive_days.flatten());
             let (set_expiry, expiry) = (expires_at.is_some(), expires_at.flatten());
             tx.query_typed(
@@ -96,6 +107,7 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
                     (&metadata, Type::JSONB),
                     (at, Type::TIMESTAMPTZ),
                     (version, Type::INT4),
+                    (&entitlements, Type::TEXT_ARRAY),
                 ],
             )
             .await?;
@@ -113,6 +125,14 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
                     (&activated_at, Type::TIMESTAMPTZ),
                     (version, Type::INT4),
                 ],
+            )
+            .await?;
+        }
+        LicenseEvent::LicenseCheckedOut { id, .. } => {
+            // Nothing to project but the stream's version (the checks lock and compare it).
+            tx.query_typed(
+                "UPDATE licenses SET version = $2 WHERE id = $1",
+                &[(&id, Type::UUID), (version, Type::INT4)],
             )
             .await?;
         }

@@ -236,6 +236,55 @@ impl From<Email> for String {
     }
 }
 
+/// Most entitlements a license may carry (DESIGN §6.6a).
+pub const MAX_ENTITLEMENTS: usize = 64;
+
+/// The entitlements a license grants or a product needs (`["pro", "export"]`): at most 64
+/// names, each 1–64 of `[A-Za-z0-9_.:-]`; duplicates collapse and the list is kept sorted,
+/// so equal sets are equal lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct Entitlements(Vec<String>);
+
+impl Entitlements {
+    /// The names, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The names of `needed` this list lacks.
+    pub fn missing<'a>(&self, needed: &'a Entitlements) -> Vec<&'a str> {
+        needed.0.iter().filter(|n| self.0.binary_search(n).is_err()).map(String::as_str).collect()
+    }
+}
+
+impl TryFrom<Vec<String>> for Entitlements {
+    type Error = String;
+    fn try_from(raw: Vec<String>) -> Result<Self, String> {
+        if raw.len() > MAX_ENTITLEMENTS {
+            return Err(format!("entitlements must hold at most {MAX_ENTITLEMENTS} names"));
+        }
+        let mut names = Vec::with_capacity(raw.len());
+        for name in raw {
+            let ok = (1..=64).contains(&name.len())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+            if !ok {
+                return Err("entitlements must be names of 1 to 64 characters [A-Za-z0-9_.:-]".into());
+            }
+            names.push(name);
+        }
+        names.sort();
+        names.dedup();
+        Ok(Self(names))
+    }
+}
+
+impl From<Entitlements> for Vec<String> {
+    fn from(e: Entitlements) -> Vec<String> {
+        e.0
+    }
+}
+
 /// A license's status. Expiry is separate: an `active` license past `expires_at` is expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -351,6 +400,20 @@ mod tests {
         assert!(InstallationName::try_from("Anna's Mäc".to_owned()).is_ok());
         assert!(InstallationName::try_from("evil\u{202E}txt".to_owned()).is_err());
         assert!(InstallationName::try_from("x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn entitlements_are_bounded_names_kept_as_a_sorted_set() {
+        let e = Entitlements::try_from(vec!["pro".into(), "export".into(), "pro".into()]).unwrap();
+        assert_eq!(e.names(), ["export", "pro"]);
+        let needed = Entitlements::try_from(vec!["pro".into(), "sso".into()]).unwrap();
+        assert_eq!(e.missing(&needed), ["sso"]);
+        assert!(e.missing(&Entitlements::default()).is_empty());
+        for bad in [vec![String::new()], vec!["a b".into()], vec!["x".repeat(65)], vec!["ü".into()]] {
+            assert!(Entitlements::try_from(bad).unwrap_err().starts_with("entitlements"));
+        }
+        assert!(Entitlements::try_from((0..65).map(|i| format!("e{i}")).collect::<Vec<_>>()).is_err());
+        assert!(Entitlements::try_from((0..64).map(|i| format!("e{i}")).collect::<Vec<_>>()).is_ok());
     }
 
     #[test]
