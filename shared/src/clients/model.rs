@@ -338,6 +338,9 @@ pub fn is_loopback(url: &Url) -> bool {
 /// credentials and no fragment. Tokens and secrets travel to these URLs, so plain `http`
 /// across a network is refused.
 pub fn parse_endpoint(field: &str, value: &str) -> Result<Url, Error> {
+    if value.chars().count() > MAX_URL_CHARS {
+        return Err(Error::invalid(field, format!("{field} must be at most {MAX_URL_CHARS} characters")));
+    }
     let url =
         Url::parse(value.trim()).map_err(|e| Error::invalid(field, format!("{field} is not an absolute URL: {e}")))?;
     let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
@@ -356,9 +359,14 @@ pub fn parse_endpoint(field: &str, value: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
+/// Longest provider or redirect URL, in characters, as sent (what docs/openapi.json states).
+pub const MAX_URL_CHARS: usize = 2048;
+
 fn check_text(field: &str, value: &str, max: usize) -> Result<String, Error> {
+    // The length is that of the text as sent; surrounding white space is then dropped.
+    let too_long = value.chars().count() > max;
     let value = value.trim();
-    if value.is_empty() || value.chars().count() > max {
+    if value.is_empty() || too_long {
         return Err(Error::invalid(field, format!("{field} must be 1 to {max} characters")));
     }
     Ok(value.to_owned())
@@ -477,6 +485,16 @@ mod tests {
             Error::InvalidField { field, .. } => Some(field),
             _ => None,
         }
+    }
+
+    #[test]
+    fn urls_and_texts_are_bounded_as_sent() {
+        let long = format!("https://a.example.com/{}", "a".repeat(MAX_URL_CHARS));
+        assert_eq!(field(parse_endpoint("redirect_uri", &long).unwrap_err()).as_deref(), Some("redirect_uri"));
+        let fits = format!("https://a.example.com/{}", "a".repeat(MAX_URL_CHARS - 30));
+        assert!(parse_endpoint("token_url", &fits).is_ok());
+        assert!(check_text("name", &format!(" {} ", "n".repeat(99)), 100).is_err());
+        assert_eq!(check_text("name", &format!("{} ", "n".repeat(99)), 100).unwrap(), "n".repeat(99));
     }
 
     fn settings() -> ClientSettings {
