@@ -1,3 +1,2 @@
--- Placeholder on the `connections` branch only, so that 0005 builds (numbers may not have
--- gaps). Another branch owns version 3; at merge its file replaces this one.
+-- Placeholder until the licenses branch brings 0003_license_entitlements.sql (which replaces this file).
 SELECT 1;

@@ -29,23 +29,28 @@ pub async fn connections(
     let client = clients::create(
         ctx,
         NewClient {
-            name: "bench".into(),
-            authorize_url: "https://provider.invalid/authorize".into(),
-            token_url: token_url.into(),
+            name: Some("bench".into()),
+            preset: None,
+            preset_params: None,
+            authorize_url: Some("https://provider.invalid/authorize".into()),
+            token_url: Some(token_url.into()),
             revoke_url: None,
             client_id: "bench".into(),
             client_secret: SecretString::from(random_token::<16>()),
             redirect_uri: "https://keyledger.invalid/oauth/callback".into(),
-            scopes: vec!["read".into()],
-            auth_method: AuthMethod::ClientSecretPost,
-            pkce: false,
-            extra_authorize_params: BTreeMap::new(),
+            scopes: Some(vec!["read".into()]),
+            auth_method: Some(AuthMethod::ClientSecretPost),
+            pkce: Some(false),
+            extra_authorize_params: Some(BTreeMap::new()),
             metadata: None,
+            capture: None,
+            grants: None,
+            quirks: None,
         },
         meta,
     )
     .await
-    .map_err(err)?;
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let keyring = ctx.keyring().await.map_err(err)?;
     let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
     let mut db = ctx.db().get().await?;

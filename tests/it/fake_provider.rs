@@ -3,6 +3,12 @@
 //! refresh-token rotation with reuse detection (`invalid_grant`), the client-credentials
 //! grant (RFC 6749 §4.4, no refresh token), and knobs to answer 500,
 //! be slow, omit fields or shape scopes differently. It counts every call.
+//!
+//! The quirks of real providers (DESIGN §6.14) are switches of the same fake, so one
+//! provider on one local port plays Zoho, Notion, GitHub, Salesforce, Slack or Shopify:
+//! errors inside HTTP 200, a provider's own code for a dead refresh token, JSON-only token
+//! requests, form-encoded answers unless `Accept: application/json`, extra callback query
+//! values, and a refusal to refresh before the provider's own window.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -56,6 +62,20 @@ pub struct Behaviour {
     pub scope_style: ScopeStyle,
     /// Extra members of every token answer (Zoho's `api_domain`).
     pub extra: Map<String, Value>,
+    /// Answer OAuth errors with HTTP 200 (Zoho).
+    pub errors_in_200: bool,
+    /// Slack's convention: `"ok": true|false` in every answer (with `errors_in_200`).
+    pub ok_member: bool,
+    /// The code sent for a dead refresh token (`invalid_grant`; Zoho says `invalid_code`).
+    pub dead_refresh_code: String,
+    /// Accept only JSON token requests (Notion); a form body is `invalid_request`.
+    pub json_requests_only: bool,
+    /// Answer form-encoded unless the request says `Accept: application/json` (GitHub).
+    pub form_unless_accept_json: bool,
+    /// Extra query values on the redirect to the callback (`accounts-server`, `realmId`).
+    pub callback_extra: Vec<(String, String)>,
+    /// Refuse a refresh while the current token has more than this many seconds left.
+    pub refresh_window: Option<i64>,
 }
 
 impl Default for Behaviour {
@@ -69,6 +89,13 @@ impl Default for Behaviour {
             expires_in: Some(3600),
             scope_style: ScopeStyle::Space,
             extra: Map::new(),
+            errors_in_200: false,
+            ok_member: false,
+            dead_refresh_code: "invalid_grant".into(),
+            json_requests_only: false,
+            form_unless_accept_json: false,
+            callback_extra: Vec::new(),
+            refresh_window: None,
         }
     }
 }
@@ -78,6 +105,9 @@ struct Grant {
     redirect_uri: String,
     scope: String,
 }
+
+/// A token request as the fake saw it: Content-Type, Accept, body members.
+pub type SeenRequest = (String, String, HashMap<String, String>);
 
 /// The fake's state, shared with the test.
 pub struct ProviderState {
@@ -107,6 +137,12 @@ pub struct ProviderState {
     pub auth_seen: Mutex<Vec<String>>,
     /// The last authorize request's query.
     pub last_authorize: Mutex<HashMap<String, String>>,
+    /// The last token request: its Content-Type, Accept and body members.
+    pub last_token_request: Mutex<Option<SeenRequest>>,
+    /// Refresh tokens refused for being early (the provider's own window).
+    pub early_refusals: AtomicUsize,
+    /// When the access token issued with each live refresh token expires (unix seconds).
+    expiry_of: Mutex<HashMap<String, i64>>,
     /// Refresh tokens that still work.
     live_refresh: Mutex<HashSet<String>>,
     codes: Mutex<HashMap<String, Grant>>,
@@ -139,6 +175,9 @@ impl FakeProvider {
             issued: Mutex::new(Vec::new()),
             auth_seen: Mutex::new(Vec::new()),
             last_authorize: Mutex::new(HashMap::new()),
+            last_token_request: Mutex::new(None),
+            early_refusals: AtomicUsize::new(0),
+            expiry_of: Mutex::new(HashMap::new()),
             live_refresh: Mutex::new(HashSet::new()),
             codes: Mutex::new(HashMap::new()),
             counter: AtomicUsize::new(0),
@@ -209,12 +248,57 @@ async fn authorize(State(s): State<Arc<ProviderState>>, Query(q): Query<HashMap<
     );
     let mut target = url::Url::parse(&redirect_uri).unwrap();
     target.query_pairs_mut().append_pair("code", &code).append_pair("state", q.get("state").map_or("", |v| v));
+    for (k, v) in &s.behaviour.lock().unwrap().callback_extra {
+        target.query_pairs_mut().append_pair(k, v);
+    }
     Redirect::to(target.as_str()).into_response()
 }
 
 fn oauth_error(status: StatusCode, error: &str) -> Response {
     (status, axum::Json(json!({"error": error, "error_description": format!("fake provider says {error}")})))
         .into_response()
+}
+
+/// An OAuth error as this provider's quirks shape it.
+fn quirky_error(b: &Behaviour, status: StatusCode, error: &str) -> Response {
+    let status = if b.errors_in_200 { StatusCode::OK } else { status };
+    let mut body = json!({"error": error, "error_description": format!("fake provider says {error}")});
+    if b.ok_member {
+        body["ok"] = json!(false);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// A token answer as this provider's quirks shape it.
+fn answer(b: &Behaviour, headers: &HeaderMap, mut body: Value) -> Response {
+    if b.ok_member {
+        body["ok"] = json!(true);
+    }
+    let wants_json =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("application/json"));
+    if b.form_unless_accept_json && !wants_json {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in body.as_object().unwrap() {
+            form.append_pair(k, &v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+        }
+        return ([(header::CONTENT_TYPE, "application/x-www-form-urlencoded")], form.finish()).into_response();
+    }
+    axum::Json(body).into_response()
+}
+
+/// The members of a form or JSON token request body.
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> (String, HashMap<String, String>) {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let fields = if content_type.starts_with("application/json") {
+        serde_json::from_slice::<Map<String, Value>>(body)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_owned())))
+            .collect()
+    } else {
+        url::form_urlencoded::parse(body).into_owned().collect()
+    };
+    (content_type, fields)
 }
 
 fn client_authenticated(s: &ProviderState, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
@@ -258,6 +342,8 @@ fn issue(s: &ProviderState, b: &Behaviour, scope: &str, with_refresh: bool) -> V
     if with_refresh {
         let refresh = format!("rt-{n}-{}", uuid::Uuid::new_v4().simple());
         s.live_refresh.lock().unwrap().insert(refresh.clone());
+        let expiry = chrono::Utc::now().timestamp() + b.expires_in.unwrap_or(3600);
+        s.expiry_of.lock().unwrap().insert(refresh.clone(), expiry);
         s.issued.lock().unwrap().push(refresh.clone());
         body.insert("refresh_token".into(), json!(refresh));
     }
@@ -271,11 +357,10 @@ fn issue(s: &ProviderState, b: &Behaviour, scope: &str, with_refresh: bool) -> V
     Value::Object(body)
 }
 
-async fn token(
-    State(s): State<Arc<ProviderState>>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+async fn token(State(s): State<Arc<ProviderState>>, headers: HeaderMap, raw: axum::body::Bytes) -> Response {
+    let (content_type, form) = parse_body(&headers, &raw);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    *s.last_token_request.lock().unwrap() = Some((content_type.clone(), accept, form.clone()));
     let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     match grant_type.as_str() {
         "refresh_token" => s.refresh_calls.fetch_add(1, Ordering::SeqCst),
@@ -289,8 +374,11 @@ async fn token(
     if let Some(status) = b.fail_status {
         return (StatusCode::from_u16(status).unwrap(), "upstream trouble").into_response();
     }
+    if b.json_requests_only && !content_type.starts_with("application/json") {
+        return quirky_error(&b, StatusCode::BAD_REQUEST, "invalid_request");
+    }
     if !client_authenticated(&s, &headers, &form) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        return quirky_error(&b, StatusCode::UNAUTHORIZED, "invalid_client");
     }
     match grant_type.as_str() {
         "authorization_code" => {
@@ -309,14 +397,21 @@ async fn token(
                     return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
                 }
             }
-            axum::Json(issue(&s, &b, &grant.scope, b.refresh_token_on_code)).into_response()
+            answer(&b, &headers, issue(&s, &b, &grant.scope, b.refresh_token_on_code))
         }
         "refresh_token" => {
             let Some(rt) = form.get("refresh_token") else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
             };
             if b.refuse_refresh {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+                return quirky_error(&b, StatusCode::BAD_REQUEST, &b.dead_refresh_code);
+            }
+            if let Some(window) = b.refresh_window {
+                let expiry = s.expiry_of.lock().unwrap().get(rt).copied();
+                if expiry.is_some_and(|e| e - chrono::Utc::now().timestamp() > window) {
+                    s.early_refusals.fetch_add(1, Ordering::SeqCst);
+                    return quirky_error(&b, StatusCode::BAD_REQUEST, "invalid_request");
+                }
             }
             let live = {
                 let mut set = s.live_refresh.lock().unwrap();
@@ -324,15 +419,15 @@ async fn token(
             };
             if !live {
                 // Reuse of a rotated refresh token: real providers kill the grant here.
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+                return quirky_error(&b, StatusCode::BAD_REQUEST, &b.dead_refresh_code);
             }
-            axum::Json(issue(&s, &b, "read write", b.rotate)).into_response()
+            answer(&b, &headers, issue(&s, &b, "read write", b.rotate))
         }
         // RFC 6749 §4.4: no refresh token; the client asks again.
         "client_credentials" => {
             let scope = form.get("scope").cloned();
             *s.last_client_credentials_scope.lock().unwrap() = scope.clone();
-            axum::Json(issue(&s, &b, scope.as_deref().unwrap_or("read"), false)).into_response()
+            answer(&b, &headers, issue(&s, &b, scope.as_deref().unwrap_or("read"), false))
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }

@@ -24,6 +24,8 @@ mod oauth_flow;
 mod oauth_tokens;
 mod oauth_world;
 mod outbound;
+mod provider_presets;
+mod readme_zoho;
 mod rekey;
 mod relay;
 mod request_log;

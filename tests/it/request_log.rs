@@ -416,7 +416,7 @@ async fn lambda_dispatches_api_gateway_sqs_and_schedule_events() {
 
 /// A TCP proxy in front of PostgreSQL that counts round trips: every `Sync` (extended
 /// protocol) and `Query` (simple protocol) message the client sends ends one.
-async fn round_trip_counter(db_url: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) async fn round_trip_counter(db_url: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},

@@ -1,4 +1,5 @@
-//! The `admin` function's routes: API keys (DESIGN §6.8), OAuth clients (§6.1), licenses
+//! The `admin` function's routes: API keys (DESIGN §6.8), OAuth clients (§6.1), provider
+//! presets (§6.14), licenses
 //! (§6.6) and the `/admin` web UI (§6.10, in [`ui`]). Parsing and rendering only; the rules
 //! live in `shared`.
 
@@ -17,7 +18,7 @@ use shared::{
     auth::{Principal, Scope},
     clients,
     http::{ApiError, Json, Query},
-    licenses,
+    licenses, providers,
 };
 use uuid::Uuid;
 
@@ -31,6 +32,8 @@ pub fn routes(ctx: Context) -> Router {
         .route("/v1/api-keys/{id}", delete(revoke_api_key))
         .route("/v1/clients", post(create_client).get(list_clients))
         .route("/v1/clients/{id}", get(get_client).patch(update_client).delete(delete_client))
+        .route("/v1/providers", get(list_providers))
+        .route("/v1/providers/{id}", get(get_provider))
         .route("/v1/licenses", post(issue_license).get(list_licenses))
         .route("/v1/licenses/lookup", post(lookup_license))
         .route("/v1/licenses/{id}", get(show_license).patch(update_license).delete(revoke_license))
@@ -213,6 +216,23 @@ async fn update_client(
     principal.require(Scope::Admin)?;
     let id = clients::parse_id(&id)?;
     Ok(axum::Json(clients::update(&ctx, id, body, &principal.metadata(FUNCTION)).await?))
+}
+
+/// `{"items": [...]}` of a list that is never paged.
+#[derive(serde::Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+async fn list_providers(principal: Principal) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::ConnectionsRead)?;
+    let items: Vec<providers::Summary> = providers::list().iter().map(providers::Preset::summary).collect();
+    Ok(axum::Json(Items { items }))
+}
+
+async fn get_provider(principal: Principal, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    principal.require(Scope::ConnectionsRead)?;
+    Ok(axum::Json(providers::get(&id)?))
 }
 
 async fn delete_client(

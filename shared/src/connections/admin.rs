@@ -9,14 +9,15 @@ use tokio_postgres::{Row, types::Type};
 use uuid::Uuid;
 
 use super::{
-    Connection, ConnectionEvent, ConnectionId, Error, Grant, LOCK_WAIT, Locked, PROJECTOR, Status, Tags, decrypt,
-    lock_row,
+    Connection, ConnectionEvent, ConnectionId, Error, LOCK_WAIT, Locked, PROJECTOR, Status, Tags, decrypt, lock_row,
+    stored_grant,
 };
 use crate::{
+    clients,
     context::Context,
     events::{self as event_store, ExpectedVersion, Metadata},
     http::{Page, decode_cursor, encode_cursor, page_limit},
-    oauth::Provider,
+    oauth::{self, Provider},
     projections,
 };
 
@@ -35,7 +36,7 @@ fn view(row: &Row) -> Result<Connection, Error> {
         scopes: row.get("scopes"),
         provider_data: row.get("provider_data"),
         tags: Tags::stored(row.get("tags"))?,
-        grant: Grant::stored(row.get("grant_type"))?,
+        grant: stored_grant(row.get("grant_type"))?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -154,6 +155,9 @@ pub struct HistoryItem {
 /// Fields that never leave the service, even as ciphertexts.
 const SECRET_FIELDS: &[&str] = &["access_token", "refresh_token"];
 
+/// The capture list of the connection's client.
+const CLIENT_CAPTURE: &str = include_str!("sql/client_capture.sql");
+
 /// A connection's stream, oldest first, without token fields.
 pub async fn history(
     ctx: &Context,
@@ -168,10 +172,21 @@ pub async fn history(
     if recorded.is_empty() && after == 0 {
         return Err(Error::NotFound(id.to_string()));
     }
+    // What the connection's client captures is all history may show of `provider_data`
+    // (an old event, or one written under another client, never shows more).
+    let capture: Vec<oauth::CapturePath> = db
+        .query_typed(CLIENT_CAPTURE, &[(&id.as_str(), Type::TEXT)])
+        .await?
+        .first()
+        .map(|row| {
+            let c = clients::stored_capture(&row.get("capture"));
+            c.callback.iter().chain(&c.token).filter_map(|f| clients::capture_path(f).ok()).collect()
+        })
+        .unwrap_or_default();
     let mut items: Vec<HistoryItem> = recorded
         .into_iter()
         .map(|e| {
-            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &[]);
+            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &capture);
             HistoryItem { version: e.version, event_type: e.event_type, recorded_at: e.recorded_at, data }
         })
         .collect();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -97,6 +97,10 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// Provider error text.
     pub error_description: Option<String>,
+    /// Every other query parameter; only those the client's `capture.callback` names are
+    /// kept (Zoho's `accounts-server`, QuickBooks' `realmId`, Shopify's `shop`).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, String>,
 }
 
 /// How a callback ended (an unknown state is an error, not an outcome).
@@ -154,7 +158,7 @@ pub async fn complete_authorization(
     };
     let client = match clients::provider(ctx, pending.client_id).await {
         Ok(c) => c,
-        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => {
+        Err(clients::Error::NotFound(_)) => {
             return failed
                 .record("client_not_found".into(), "the client was deleted during the authorization".into())
                 .await;
@@ -180,13 +184,28 @@ pub async fn complete_authorization(
         token_type: set.token_type.clone(),
         expires_at: set.expires_at(now),
         scopes: set.scopes.clone().unwrap_or_else(|| client.settings.scopes.clone()),
-        provider_data: Value::Object(set.provider_data.clone()),
+        provider_data: Value::Object(with_callback_values(set.provider_data.clone(), &client, &params.extra)),
         // Tags the caller gave when it started; a state of the previous release has none.
         tags: pending.tags.map(Tags::stored).transpose()?,
         grant: Grant::AuthorizationCode,
     };
     record_any(ctx, &stream_id, event, metadata).await?;
     Ok(CallbackOutcome::Connected { connection_id: id.0.clone(), return_to: pending.return_to })
+}
+
+/// `data` plus the callback query values the client captures, each bounded and without
+/// control characters (a callback value is replaced on every authorization).
+fn with_callback_values(
+    mut data: Map<String, Value>,
+    client: &clients::ProviderClient,
+    query: &BTreeMap<String, String>,
+) -> Map<String, Value> {
+    for field in &client.settings.capture.callback {
+        if let Some(value) = query.get(field.path()) {
+            data.insert(field.stored_as().to_owned(), Value::String(clip_text(value)));
+        }
+    }
+    data
 }
 
 /// Records AuthorizationFailed for a consumed state.

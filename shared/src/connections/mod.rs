@@ -36,7 +36,7 @@ pub use grant::{NewConnection, create};
 pub use model::{
     Connection, ConnectionId, Grant, InvalidConnectionId, Refresher, Status, Token, Trigger, parse_path_id,
 };
-use model::{StoredToken, TokenColumns, decrypt, is_due, retry_after_throttle};
+use model::{StoredToken, TokenColumns, decrypt, is_due, retry_after_throttle, stored_grant};
 pub use projection::{PROJECTOR, project};
 use refresh::{LOCK_WAIT, Locked, lock_row};
 pub use refresh::{LockMode, RefreshOutcome, RefreshRequest, backoff, refresh};
@@ -90,11 +90,13 @@ mod tests {
             token_type: "Bearer".into(),
             expires_at: Some(now + chrono::Duration::seconds(100)),
             scopes: vec!["a".into()],
+            provider_data: serde_json::json!({"api_domain": "https://www.zohoapis.eu"}),
         };
         let v: Value = serde_json::from_slice(&t.to_json(now)).unwrap();
         assert_eq!(v["access_token"], "tok");
         assert_eq!(v["expires_in"], 100);
         assert_eq!(v["scopes"], serde_json::json!(["a"]));
+        assert_eq!(v["provider_data"]["api_domain"], "https://www.zohoapis.eu");
         assert!(!format!("{t:?}").contains("tok\""));
     }
 }

@@ -120,40 +120,11 @@ impl Status {
     }
 }
 
-/// How a connection's tokens are obtained and renewed (DESIGN §6.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Grant {
-    /// A user authorized it in the browser; renewed with the refresh token, if any.
-    #[default]
-    AuthorizationCode,
-    /// The client's own credentials; renewed by asking for a new token the same way.
-    ClientCredentials,
-}
+pub use crate::providers::Grant;
 
-impl Grant {
-    /// The wire name (also the `grant_type` of the token request).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AuthorizationCode => "authorization_code",
-            Self::ClientCredentials => "client_credentials",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::AuthorizationCode, Self::ClientCredentials].into_iter().find(|g| g.as_str() == s)
-    }
-
-    /// A stored grant; an unknown one is an error, never a guess (fails closed).
-    pub(super) fn stored(s: &str) -> Result<Self, Error> {
-        Self::parse(s).ok_or_else(|| Error::UnknownStored { what: "grant_type", value: s.to_owned() })
-    }
-
-    /// True for the default (left out of events, so that old and new ones read the same).
-    pub fn is_authorization_code(&self) -> bool {
-        *self == Self::AuthorizationCode
-    }
+/// A stored grant; an unknown one is an error, never a guess (fails closed).
+pub(super) fn stored_grant(s: &str) -> Result<Grant, Error> {
+    Grant::parse(s).ok_or_else(|| Error::UnknownStored { what: "grant_type", value: s.to_owned() })
 }
 
 /// A connection as listed: no secrets.
@@ -202,6 +173,8 @@ pub struct Token {
     pub expires_at: Option<DateTime<Utc>>,
     /// Granted scopes.
     pub scopes: Vec<String>,
+    /// The captured values of the connection (§6.14: a Zoho caller learns `api_domain`).
+    pub provider_data: Value,
 }
 
 #[derive(Serialize)]
@@ -213,6 +186,7 @@ pub(super) struct TokenBody<'a> {
     expires_at: Option<DateTime<Utc>>,
     expires_in: Option<i64>,
     scopes: &'a [String],
+    provider_data: &'a Value,
 }
 
 impl Token {
@@ -226,6 +200,7 @@ impl Token {
             expires_at: self.expires_at,
             expires_in: self.expires_at.map(|e| (e - now).num_seconds().max(0)),
             scopes: &self.scopes,
+            provider_data: &self.provider_data,
         };
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -247,6 +222,7 @@ pub(super) struct TokenColumns {
     token_type: &'static str,
     expires_at: &'static str,
     scopes: &'static str,
+    provider_data: &'static str,
 }
 
 impl TokenColumns {
@@ -257,6 +233,7 @@ impl TokenColumns {
         token_type: "token_type",
         expires_at: "expires_at",
         scopes: "scopes",
+        provider_data: "provider_data",
     };
     /// The `o_…` names of `token_lookup` (and of `sql/fetch.sql`, which mirrors it).
     pub(super) const LOOKUP: Self = Self {
@@ -265,6 +242,7 @@ impl TokenColumns {
         token_type: "o_token_type",
         expires_at: "o_expires_at",
         scopes: "o_scopes",
+        provider_data: "o_provider_data",
     };
 }
 
@@ -277,6 +255,8 @@ pub(super) struct StoredToken {
     pub(super) token_type: String,
     pub(super) expires_at: Option<DateTime<Utc>>,
     pub(super) scopes: Vec<String>,
+    /// The connection's captured values (`{}` when it has none).
+    pub(super) provider_data: Value,
 }
 
 impl StoredToken {
@@ -288,6 +268,10 @@ impl StoredToken {
             token_type: row.get(columns.token_type),
             expires_at: row.get(columns.expires_at),
             scopes: row.get(columns.scopes),
+            // NULL only from a lookup row without a connection.
+            provider_data: row
+                .get::<_, Option<Value>>(columns.provider_data)
+                .unwrap_or_else(|| Value::Object(Default::default())),
         }
     }
 
@@ -301,6 +285,7 @@ impl StoredToken {
             token_type: self.token_type.clone(),
             expires_at: self.expires_at,
             scopes: self.scopes.clone(),
+            provider_data: self.provider_data.clone(),
         }))
     }
 }

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio_postgres::{Row, Transaction, error::SqlState, types::Type};
 
 use super::{
     ConnectionEvent, ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, PROJECTOR, Status, StoredToken, Token,
-    TokenColumns, Trigger, decrypt, is_due, retry_after_throttle, token::usable_or_503,
+    TokenColumns, Trigger, decrypt, is_due, retry_after_throttle, stored_grant, token::usable_or_503,
 };
 use crate::{
     clients::{self, AuthMethod},
@@ -160,7 +160,7 @@ pub fn decide(c: &Locked, trigger: Trigger, now: DateTime<Utc>, policy: &Policy)
     let refreshed_meanwhile = c.last_refreshed_at.is_some_and(|t| t >= policy.since);
     match trigger {
         Trigger::OnDemand => {
-            if refreshed_meanwhile || !is_due(expires_at, now, policy.expiry_buffer) {
+            if refreshed_meanwhile || !is_due(expires_at, now, c.buffer(policy.expiry_buffer)) {
                 return Decision::Current;
             }
             if c.status == Status::RefreshFailing
@@ -180,7 +180,7 @@ pub fn decide(c: &Locked, trigger: Trigger, now: DateTime<Utc>, policy: &Policy)
                 && policy
                     .keepalive
                     .is_some_and(|idle| c.refresh_token_used_at.is_none_or(|t| t <= now - seconds(idle)));
-            let due = is_due(expires_at, now, policy.refresh_window) || keepalive_due;
+            let due = is_due(expires_at, now, c.buffer(policy.refresh_window)) || keepalive_due;
             let backing_off = c.next_attempt_at.is_some_and(|t| t > now);
             if refreshed_meanwhile || !due || backing_off {
                 return Decision::Skip;
@@ -229,7 +229,7 @@ impl Locked {
         let token = StoredToken::from_row(row, &TokenColumns::TABLE);
         Ok(Self {
             status: Status::stored(row.get("status"))?,
-            grant: Grant::stored(row.get("grant_type"))?,
+            grant: stored_grant(row.get("grant_type"))?,
             refresh_token: row.get("refresh_token"),
             last_refreshed_at: row.get("last_refreshed_at"),
             last_failed_at: row.get("last_failed_at"),
@@ -245,10 +245,21 @@ impl Locked {
                 auth_method: AuthMethod::parse(&auth_method)
                     .ok_or(Error::UnknownStored { what: "auth_method", value: auth_method })?,
                 redirect_uri: row.get("redirect_uri"),
-                capture: Vec::new(), // the client's `capture.token` list, once clients have one (§6.14)
+                capture: clients::stored_capture(&row.get("capture"))
+                    .token
+                    .iter()
+                    .filter_map(|f| clients::capture_path(f).ok())
+                    .collect(),
+                quirks: serde_json::from_value(row.get("quirks")).unwrap_or_default(),
             },
             token,
         })
+    }
+
+    /// Refresh this long before expiry: the client's own buffer where its provider refuses
+    /// early refreshes (§6.14), else `global`.
+    pub fn buffer(&self, global: Duration) -> Duration {
+        self.endpoint.quirks.expiry_buffer_secs.map_or(global, Duration::from_secs)
     }
 }
 
@@ -360,6 +371,7 @@ pub(super) async fn record_answer(
                 expires_at,
                 token_type: set.token_type,
                 scopes: set.scopes.unwrap_or_else(|| c.token.scopes.clone()),
+                provider_data: merged(&c.token.provider_data, &set.provider_data),
             })
         }
         Err(error) if is_dead_grant(c.grant, &error) => {
@@ -397,6 +409,14 @@ fn is_dead_grant(grant: Grant, error: &ProviderError) -> bool {
         || (grant == Grant::ClientCredentials
             && error.class == ErrorClass::Rejected
             && error.error.as_deref() == Some("invalid_client"))
+}
+
+/// `old` with the captured values of a refresh answer laid over it (what the projection's
+/// `provider_data || $7` stores).
+fn merged(old: &Value, new: &Map<String, Value>) -> Value {
+    let mut out = old.as_object().cloned().unwrap_or_default();
+    out.extend(new.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Value::Object(out)
 }
 
 pub(super) fn refreshed_event(
@@ -452,6 +472,7 @@ mod tests {
                 token_type: "Bearer".into(),
                 expires_at: expires.map(at),
                 scopes: vec![],
+                provider_data: serde_json::json!({}),
             },
             status: Status::Active,
             grant: Grant::AuthorizationCode,
@@ -470,6 +491,7 @@ mod tests {
                 auth_method: AuthMethod::ClientSecretPost,
                 redirect_uri: "https://k.example/cb".into(),
                 capture: vec![],
+                quirks: clients::Quirks::default(),
             },
         }
     }
@@ -530,6 +552,20 @@ mod tests {
         assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Skip);
         c.next_attempt_at = Some(at(0));
         assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Refresh);
+    }
+
+    #[test]
+    fn a_clients_own_expiry_buffer_replaces_the_global_ones() {
+        let mut c = locked(Some(200));
+        // The global buffers (300 s inline, 900 s scheduled) would refresh a 200 s token.
+        assert_eq!(decide(&c, Trigger::OnDemand, at(0), &policy()), Decision::Refresh);
+        assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Refresh);
+        c.endpoint.quirks.expiry_buffer_secs = Some(60);
+        assert_eq!(decide(&c, Trigger::OnDemand, at(0), &policy()), Decision::Current);
+        assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Skip);
+        assert_eq!(decide(&c, Trigger::OnDemand, at(141), &policy()), Decision::Refresh, "59 s left");
+        assert_eq!(decide(&c, Trigger::Scheduled, at(141), &policy()), Decision::Refresh);
+        assert_eq!(decide(&c, Trigger::Forced, at(0), &policy()), Decision::Refresh, "forced ignores buffers");
     }
 
     #[test]

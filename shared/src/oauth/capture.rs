@@ -21,6 +21,9 @@ const MAX_SEGMENTS: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CapturePath {
     segments: Vec<String>,
+    /// The `provider_data` key, when it is not the dotted path (Slack's `authed_user.id`
+    /// kept as `user_id`).
+    key: Option<String>,
 }
 
 /// Why a capture path is refused.
@@ -51,7 +54,29 @@ impl CapturePath {
         {
             return Err(CaptureError::Sensitive(last.clone()));
         }
-        Ok(Self { segments })
+        Ok(Self { segments, key: None })
+    }
+
+    /// [`CapturePath::parse`], kept under `key` instead of the dotted path; a key that looks
+    /// like a secret is refused like a path would be.
+    pub fn parse_as(path: &str, key: &str) -> Result<Self, CaptureError> {
+        let mut parsed = Self::parse(path)?;
+        if key == path {
+            return Ok(parsed);
+        }
+        if key.is_empty() || key.chars().count() > MAX_PATH || key.chars().any(char::is_control) {
+            return Err(CaptureError::Malformed);
+        }
+        if is_sensitive_key(key) {
+            return Err(CaptureError::Sensitive(key.to_owned()));
+        }
+        parsed.key = Some(key.to_owned());
+        Ok(parsed)
+    }
+
+    /// The `provider_data` key the value is stored under.
+    pub fn key(&self) -> String {
+        self.key.clone().unwrap_or_else(|| self.as_dotted())
     }
 
     /// The dotted form.
@@ -93,7 +118,7 @@ pub fn select(answer: &Map<String, Value>, capture: &[CapturePath]) -> Map<Strin
         if let Some(v) = path.lookup(answer)
             && matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
         {
-            out.insert(path.as_dotted(), v.clone());
+            out.insert(path.key(), v.clone());
         }
     }
     out
@@ -106,7 +131,7 @@ pub fn select_stored(stored: &Value, capture: &[CapturePath]) -> Value {
     let Value::Object(map) = stored else { return Value::Object(Map::new()) };
     let mut out = select(map, capture);
     for path in capture {
-        let key = path.as_dotted();
+        let key = path.key();
         if let Some(v) = map.get(&key)
             && matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
         {
@@ -180,6 +205,17 @@ mod tests {
         let got = select(&map, &paths(&["team.id", "authed_user.id", "api_domain", "nested", "missing.x"]));
         assert_eq!(Value::Object(got), json!({"team.id": "T1", "authed_user.id": "U1", "api_domain": "https://x"}));
         assert!(select(&map, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_renamed_path_is_stored_under_its_key_and_a_secret_key_is_refused() {
+        let answer = json!({"authed_user": {"id": "U1", "access_token": "xoxp-1"}});
+        let Value::Object(map) = answer else { unreachable!() };
+        let renamed = CapturePath::parse_as("authed_user.id", "user_id").unwrap();
+        assert_eq!(Value::Object(select(&map, std::slice::from_ref(&renamed))), json!({"user_id": "U1"}));
+        assert_eq!(select_stored(&json!({"user_id": "U1", "x": 1}), &[renamed]), json!({"user_id": "U1"}));
+        assert!(matches!(CapturePath::parse_as("team.id", "access_token"), Err(CaptureError::Sensitive(_))));
+        assert_eq!(CapturePath::parse_as("team.id", "team.id").unwrap(), CapturePath::parse("team.id").unwrap());
     }
 
     #[test]

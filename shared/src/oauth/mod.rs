@@ -10,28 +10,27 @@
 //! encrypted. It never logs or returns a token, a secret or a verifier, and it never
 //! decides what a failure means for a connection (that is `connections`).
 
+mod answer;
 pub mod capture;
+mod state;
 
 use std::{sync::Arc, time::Duration};
 
-use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
-use tokio_postgres::types::Type;
-use url::Url;
-use uuid::Uuid;
 
 use crate::{
-    clients::{AuthMethod, ProviderClient},
+    clients::{AuthMethod, BodyFormat, ProviderClient, Quirks},
     config::Config,
-    context::Context,
-    crypto::{KeyRing, Owner, random_token, sha256},
-    http::ApiError,
     outbound::{self, GuardedResolver, Lookup, OutboundPolicy, SystemLookup},
 };
 
+pub use answer::{classify_error, parse_scopes, parse_token_response};
+use answer::{map_refresh_error, ok_false_error};
 pub use capture::{CaptureError, CapturePath};
+pub use state::{NewState, PendingState, Pkce, authorize_url, challenge_of, consume_state, create_state};
 
 /// How long a pending authorization may take.
 pub const STATE_TTL: Duration = Duration::from_secs(600);
@@ -158,6 +157,8 @@ pub struct TokenEndpoint {
     pub redirect_uri: String,
     /// Token-response fields to keep as the connection's `provider_data` (§6.14 `capture`).
     pub capture: Vec<CapturePath>,
+    /// The provider's departures from RFC 6749 (body format, headers, errors, lifetime).
+    pub quirks: Quirks,
 }
 
 impl From<&ProviderClient> for TokenEndpoint {
@@ -169,7 +170,8 @@ impl From<&ProviderClient> for TokenEndpoint {
             client_secret: c.client_secret.clone(),
             auth_method: c.settings.auth_method,
             redirect_uri: c.settings.redirect_uri.clone(),
-            capture: Vec::new(),
+            capture: c.settings.token_capture(),
+            quirks: c.settings.quirks.clone(),
         }
     }
 }
@@ -258,11 +260,12 @@ impl Provider {
             ("grant_type", "refresh_token".to_owned()),
             ("refresh_token", refresh_token.expose_secret().to_owned()),
         ];
-        self.token_request(endpoint, form).await
+        self.token_request(endpoint, form).await.map_err(|e| map_refresh_error(e, &endpoint.quirks))
     }
 
     /// Asks for a token with the client's own credentials (RFC 6749 §4.4); `scopes` go as
-    /// one space-separated `scope`, left out when empty.
+    /// one `scope` joined with the client's separator (a space by default), left out when
+    /// empty.
     pub async fn client_credentials(
         &self,
         endpoint: &TokenEndpoint,
@@ -270,7 +273,7 @@ impl Provider {
     ) -> Result<TokenSet, ProviderError> {
         let mut form = vec![("grant_type", "client_credentials".to_owned())];
         if !scopes.is_empty() {
-            form.push(("scope", scopes.join(" ")));
+            form.push(("scope", endpoint.quirks.scope_separator.join(scopes)));
         }
         self.token_request(endpoint, form).await
     }
@@ -303,6 +306,16 @@ impl Provider {
         mut form: Vec<(&'static str, String)>,
     ) -> reqwest::RequestBuilder {
         let mut request = self.http.post(url).header(reqwest::header::ACCEPT, "application/json");
+        // Quirk headers (validated at registration: never Authorization or Content-Type)
+        // replace the defaults of the same name.
+        for (name, value) in &endpoint.quirks.token_request.headers {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                request = request.header(name, value);
+            }
+        }
         match endpoint.auth_method {
             AuthMethod::ClientSecretPost => {
                 form.push(("client_id", endpoint.client_id.clone()));
@@ -312,7 +325,15 @@ impl Provider {
                 request = request.header(reqwest::header::AUTHORIZATION, basic_auth(endpoint));
             }
         }
-        let request = request.form(&form);
+        let request = match endpoint.quirks.token_request.format {
+            BodyFormat::Form => request.form(&form),
+            // Notion, Atlassian: the same members as a JSON object.
+            BodyFormat::Json => {
+                let body: Map<String, Value> =
+                    form.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
+                request.json(&body)
+            }
+        };
         match self.call_timeout {
             Some(limit) => request.timeout(limit),
             None => request,
@@ -341,6 +362,11 @@ impl Provider {
         if let Some(err) = classify_error(status, &bytes, retry_after) {
             return Err(err);
         }
+        if endpoint.quirks.errors.in_success_body
+            && let Some(err) = ok_false_error(&bytes)
+        {
+            return Err(err);
+        }
         if (300..400).contains(&status) {
             return Err(ProviderError::new(
                 ErrorClass::InvalidResponse,
@@ -350,7 +376,12 @@ impl Provider {
         if !(200..300).contains(&status) {
             return Err(ProviderError::new(ErrorClass::Rejected, format!("token endpoint answered HTTP {status}")));
         }
-        parse_token_response(&bytes, form_encoded, &endpoint.capture)
+        let mut set = parse_token_response(&bytes, form_encoded, &endpoint.capture)?;
+        if set.expires_in.is_none() {
+            // Salesforce sends no expires_in: the preset's assumed lifetime applies.
+            set.expires_in = endpoint.quirks.assumed_lifetime_secs.and_then(|s| i64::try_from(s).ok());
+        }
+        Ok(set)
     }
 }
 
@@ -387,259 +418,6 @@ async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, ProviderE
             Err(e) => return Err(send_error(e)),
         }
     }
-}
-
-/// The OAuth error in an answer, if it is one. Some providers (Zoho) answer errors with
-/// HTTP 200 and an `error` member, so the body decides as much as the status.
-pub fn classify_error(status: u16, body: &[u8], retry_after: Option<u64>) -> Option<ProviderError> {
-    let json: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
-    let error = json.as_ref().and_then(|m| m.get("error")).and_then(|v| match v {
-        Value::String(s) => Some(s.clone()),
-        // A few providers nest it: {"error": {"code": ..., "message": ...}}.
-        Value::Object(o) => {
-            o.get("code").or_else(|| o.get("status")).map(|c| c.to_string().trim_matches('"').to_owned())
-        }
-        _ => None,
-    });
-    let description = json
-        .as_ref()
-        .and_then(|m| m.get("error_description").or_else(|| m.get("message")))
-        .and_then(Value::as_str)
-        // Kept for the event (bounded, no control characters, credentials redacted in case a
-        // provider echoes what it was sent); never shown on the public callback page.
-        .map(|d| clip(&crate::request_log::redact::redact(d)));
-    let class = if status == 429 {
-        ErrorClass::RateLimited
-    } else if status >= 500 {
-        ErrorClass::ServerError
-    } else if let Some(code) = &error {
-        match code.as_str() {
-            // Zoho's "invalid_code" is its invalid_grant for refresh tokens and codes alike.
-            "invalid_grant" | "invalid_code" => ErrorClass::InvalidGrant,
-            "temporarily_unavailable" | "server_error" => ErrorClass::ServerError,
-            "slow_down" => ErrorClass::RateLimited,
-            _ => ErrorClass::Rejected,
-        }
-    } else if (400..500).contains(&status) {
-        ErrorClass::Rejected
-    } else {
-        return None;
-    };
-    let message =
-        description.or_else(|| error.clone()).unwrap_or_else(|| format!("the provider answered HTTP {status}"));
-    Some(ProviderError { class, error: error.map(|e| clip(&e)), message: clip(&message), retry_after })
-}
-
-/// Reads a token response: JSON, or form-encoded for the few providers that still send it.
-/// Of it only the standard fields and what `capture` names survive.
-pub fn parse_token_response(
-    body: &[u8],
-    form_encoded: bool,
-    capture: &[CapturePath],
-) -> Result<TokenSet, ProviderError> {
-    let map: Map<String, Value> = if form_encoded {
-        form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|_| ProviderError::new(ErrorClass::InvalidResponse, "the token response is not a JSON object"))?
-    };
-    token_set(map, capture)
-}
-
-fn token_set(mut map: Map<String, Value>, capture: &[CapturePath]) -> Result<TokenSet, ProviderError> {
-    // An allow-list, not a deny-list: providers nest tokens under names nobody can predict
-    // (Slack's `authed_user.access_token`, `bot.bot_access_token`).
-    let provider_data = capture::select(&map, capture);
-    let access_token = match map.remove("access_token") {
-        Some(Value::String(s)) if !s.is_empty() => SecretString::from(s),
-        _ => return Err(ProviderError::new(ErrorClass::InvalidResponse, "the token response has no access_token")),
-    };
-    let refresh_token = match map.remove("refresh_token") {
-        Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
-        _ => None,
-    };
-    let token_type = match map.remove("token_type") {
-        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") || t.is_empty() => "Bearer".to_owned(),
-        Some(Value::String(t)) => clip(&t),
-        _ => "Bearer".to_owned(),
-    };
-    let expires_in = match map.remove("expires_in") {
-        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    }
-    .filter(|s| *s > 0);
-    let scopes = map.remove("scope").and_then(|v| parse_scopes(&v));
-    Ok(TokenSet { access_token, refresh_token, token_type, expires_in, scopes, provider_data })
-}
-
-/// Scopes as providers send them: a space- or comma-separated string, or an array.
-pub fn parse_scopes(value: &Value) -> Option<Vec<String>> {
-    let items: Vec<String> = match value {
-        Value::String(s) => s.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        Value::Array(a) => {
-            a.iter().filter_map(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-        }
-        _ => return None,
-    };
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for s in items {
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Some(out)
-}
-
-/// A PKCE pair (RFC 7636): the verifier stays with us, the S256 challenge goes to the provider.
-pub struct Pkce {
-    /// 256 random bits, base64url (43 characters).
-    pub verifier: SecretString,
-    /// `base64url(sha256(verifier))`.
-    pub challenge: String,
-}
-
-impl Pkce {
-    /// A fresh pair.
-    pub fn generate() -> Self {
-        let verifier = random_token::<32>();
-        let challenge = challenge_of(&verifier);
-        Self { verifier: SecretString::from(verifier), challenge }
-    }
-}
-
-/// The S256 code challenge of `verifier`.
-pub fn challenge_of(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()))
-}
-
-/// The provider's authorize URL for `client`, carrying `state` and, with PKCE, the challenge.
-pub fn authorize_url(client: &ProviderClient, state: &str, code_challenge: Option<&str>) -> Result<Url, ApiError> {
-    let s = &client.settings;
-    let mut url = Url::parse(&s.authorize_url).map_err(ApiError::internal)?;
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", &s.client_id)
-            .append_pair("redirect_uri", &s.redirect_uri);
-        if !s.scopes.is_empty() {
-            q.append_pair("scope", &s.scopes.join(" "));
-        }
-        q.append_pair("state", state);
-        if let Some(challenge) = code_challenge {
-            q.append_pair("code_challenge", challenge).append_pair("code_challenge_method", "S256");
-        }
-        for (k, v) in &s.extra_authorize_params {
-            q.append_pair(k, v);
-        }
-    }
-    Ok(url)
-}
-
-/// A pending authorization, as the callback finds it.
-#[derive(Debug)]
-pub struct PendingState {
-    /// The client being authorized.
-    pub client_id: Uuid,
-    /// The connection being authorized.
-    pub connection_id: String,
-    /// The PKCE verifier, when the client uses PKCE.
-    pub code_verifier: Option<SecretString>,
-    /// Where to send the browser afterwards.
-    pub return_to: Option<String>,
-    /// The connection's tags, as given when the authorization started (a jsonb object).
-    pub tags: Option<Value>,
-}
-
-/// A pending authorization to store.
-#[derive(Debug)]
-pub struct NewState<'a> {
-    /// The client being authorized.
-    pub client_id: Uuid,
-    /// The connection being authorized.
-    pub connection_id: &'a str,
-    /// Whether to use PKCE.
-    pub pkce: bool,
-    /// Where to send the browser afterwards.
-    pub return_to: Option<&'a str>,
-    /// The connection's tags (checked by `connections`).
-    pub tags: Option<Value>,
-}
-
-fn state_owner(hash: &[u8; 32]) -> String {
-    format!("oauth-state-{}", hex::encode(hash))
-}
-
-const INSERT_STATE: &str = "
-WITH expired AS (DELETE FROM oauth_states WHERE expires_at < now())
-INSERT INTO oauth_states (state_hash, client_id, connection_id, code_verifier, return_to, expires_at, tags)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7)
-RETURNING expires_at";
-
-/// Stores a new pending authorization (and drops expired ones); returns the state to put in
-/// the authorize URL, the PKCE challenge (when asked for) and the expiry.
-pub async fn create_state(
-    ctx: &Context,
-    keyring: &KeyRing,
-    new: NewState<'_>,
-) -> Result<(String, Option<String>, DateTime<Utc>), ApiError> {
-    let NewState { client_id, connection_id, pkce, return_to, tags } = new;
-    let state = random_token::<32>();
-    let hash = sha256(state.as_bytes());
-    let pair = pkce.then(Pkce::generate);
-    let verifier = pair
-        .as_ref()
-        .map(|p| keyring.encrypt(Owner::new(&state_owner(&hash), "code_verifier"), p.verifier.expose_secret()));
-    let hash_param = hash.as_slice();
-    let ttl = STATE_TTL.as_secs_f64();
-    let rows = ctx
-        .db()
-        .query(
-            INSERT_STATE,
-            &[
-                (&hash_param, Type::BYTEA),
-                (&client_id, Type::UUID),
-                (&connection_id, Type::TEXT),
-                (&verifier, Type::TEXT),
-                (&return_to, Type::TEXT),
-                (&ttl, Type::FLOAT8),
-                (&tags, Type::JSONB),
-            ],
-        )
-        .await?;
-    let expires_at: DateTime<Utc> = rows[0].get(0);
-    Ok((state, pair.map(|p| p.challenge), expires_at))
-}
-
-const CONSUME_STATE: &str = "
-DELETE FROM oauth_states WHERE state_hash = $1
-RETURNING client_id, connection_id, code_verifier, return_to, expires_at > now() AS live, tags";
-
-/// Takes a pending authorization for good. Unknown, already used and expired states are all
-/// `None`: the `DELETE … RETURNING` makes a state single-use even under concurrent callbacks.
-pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Result<Option<PendingState>, ApiError> {
-    if state.is_empty() || state.len() > 512 {
-        return Ok(None);
-    }
-    let hash = sha256(state.as_bytes());
-    let hash_param = hash.as_slice();
-    let rows = ctx.db().query(CONSUME_STATE, &[(&hash_param, Type::BYTEA)]).await?;
-    let Some(row) = rows.first() else { return Ok(None) };
-    if !row.get::<_, bool>("live") {
-        return Ok(None);
-    }
-    let code_verifier = row
-        .get::<_, Option<String>>("code_verifier")
-        .map(|ct| keyring.decrypt(Owner::new(&state_owner(&hash), "code_verifier"), &ct))
-        .transpose()
-        .map_err(ApiError::internal)?;
-    Ok(Some(PendingState {
-        client_id: row.get("client_id"),
-        connection_id: row.get("connection_id"),
-        code_verifier,
-        return_to: row.get("return_to"),
-        tags: row.get("tags"),
-    }))
 }
 
 #[cfg(test)]
@@ -723,7 +501,23 @@ mod tests {
         let c =
             |status, body: Value| classify_error(status, &serde_json::to_vec(&body).unwrap(), None).map(|e| e.class);
         assert_eq!(c(400, json!({"error": "invalid_grant"})), Some(ErrorClass::InvalidGrant));
+        // Zoho's code, known since before presets (clients registered by hand rely on it).
         assert_eq!(c(200, json!({"error": "invalid_code"})), Some(ErrorClass::InvalidGrant));
+        // Any other provider code is a plain rejection until the client's quirks map it.
+        assert_eq!(c(200, json!({"error": "bad_refresh_token"})), Some(ErrorClass::Rejected));
+        let github = Quirks {
+            errors: crate::clients::ErrorRules {
+                in_success_body: true,
+                refresh_error_map: [("bad_refresh_token".to_owned(), "invalid_grant".to_owned())].into(),
+            },
+            ..Quirks::default()
+        };
+        let refused = classify_error(200, br#"{"error": "bad_refresh_token"}"#, None).unwrap();
+        assert_eq!(map_refresh_error(refused, &github).class, ErrorClass::InvalidGrant);
+        let busy = classify_error(503, br#"{"error": "bad_refresh_token"}"#, None).unwrap();
+        assert_eq!(map_refresh_error(busy, &github).class, ErrorClass::ServerError);
+        assert_eq!(ok_false_error(br#"{"ok": false, "error": "invalid_code"}"#).unwrap().code(), "invalid_code");
+        assert!(ok_false_error(br#"{"ok": true, "access_token": "x"}"#).is_none());
         assert_eq!(c(401, json!({"error": "invalid_client"})), Some(ErrorClass::Rejected));
         assert_eq!(c(400, json!({"error": "temporarily_unavailable"})), Some(ErrorClass::ServerError));
         assert_eq!(c(503, json!({})), Some(ErrorClass::ServerError));
@@ -760,6 +554,7 @@ mod tests {
             auth_method: AuthMethod::ClientSecretBasic,
             redirect_uri: String::new(),
             capture: Vec::new(),
+            quirks: Quirks::default(),
         };
         let header = basic_auth(&e);
         let decoded = String::from_utf8(STANDARD.decode(header.trim_start_matches("Basic ")).unwrap()).unwrap();

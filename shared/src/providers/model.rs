@@ -92,10 +92,11 @@ pub enum AuthMethod {
 }
 
 /// How scopes are joined into one `scope` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ScopeSeparator {
     /// RFC 6749: space-delimited.
+    #[default]
     Space,
     /// Zoho, Slack, Shopify.
     Comma,
@@ -116,31 +117,57 @@ impl ScopeSeparator {
     }
 }
 
-/// An OAuth grant type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An OAuth grant type: what a preset supports, what a client allows, and how a connection's
+/// tokens are obtained and renewed (DESIGN §6.14). One type for all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Grant {
-    /// Redirect the user, exchange the code (refresh tokens when the provider issues them).
+    /// Redirect the user, exchange the code; renewed with the refresh token, when the
+    /// provider issues one.
+    #[default]
     AuthorizationCode,
-    /// The client's own credentials, no user.
+    /// The client's own credentials, no user; renewed by asking for a new token the same way.
     ClientCredentials,
 }
 
+impl Grant {
+    /// The wire name (also the `grant_type` of the token request).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::AuthorizationCode, Self::ClientCredentials].into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// True for the default (left out of connection events, so that old and new ones read
+    /// the same).
+    pub fn is_authorization_code(&self) -> bool {
+        *self == Self::AuthorizationCode
+    }
+}
+
 /// Body encoding of token requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BodyFormat {
     /// `application/x-www-form-urlencoded` (RFC 6749).
+    #[default]
     Form,
     /// `application/json` (Notion, Atlassian).
     Json,
 }
 
 /// How token requests are sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Body encoding.
+    #[serde(default)]
     pub format: BodyFormat,
     /// Extra request headers (GitHub: `Accept: application/json`).
     #[serde(default)]
@@ -148,10 +175,11 @@ pub struct TokenRequest {
 }
 
 /// How the token endpoint reports errors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorRules {
     /// A 2xx body with an `error` field (or Slack's `"ok": false`) is still an error.
+    #[serde(default)]
     pub in_success_body: bool,
     /// Provider error codes on refresh → the RFC 6749 code they mean (Zoho
     /// `invalid_code` → `invalid_grant`, so the connection needs re-authorization).
@@ -160,7 +188,7 @@ pub struct ErrorRules {
 }
 
 /// What becomes `provider_data`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Capture {
     /// Callback query parameters.

@@ -3,5 +3,7 @@
 //! HTTP status, a `code` and a `field`.
 mod api_keys;
 mod auth;
+mod clients;
 mod connections;
+mod providers;
 mod request_log;

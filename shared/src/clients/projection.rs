@@ -1,0 +1,132 @@
+//! The `clients` table as a projection of `client-<uuid>` streams.
+
+use tokio_postgres::{Transaction, types::Type};
+
+use super::model::{ClientEvent, ClientSettings};
+use crate::{
+    events::{EventStoreError, RecordedEvent},
+    projections,
+};
+
+const INSERT: &str = "
+INSERT INTO clients (id, name, authorize_url, token_url, revoke_url, client_id, client_secret, redirect_uri, scopes,
+                     auth_method, pkce, extra_authorize_params, metadata, created_at, updated_at, version,
+                     preset, preset_params, capture, grants, quirks)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $17, $18, $19, $20)";
+const UPDATE: &str = "
+UPDATE clients SET name = $2, authorize_url = $3, token_url = $4, revoke_url = $5, client_id = $6, redirect_uri = $7,
+       scopes = $8, auth_method = $9, pkce = $10, extra_authorize_params = $11, metadata = $12, updated_at = $13,
+       version = $14, preset = $15, preset_params = $16, capture = $17, grants = $18, quirks = $19
+WHERE id = $1";
+const ROTATE: &str = "UPDATE clients SET client_secret = $2, updated_at = $3, version = $4 WHERE id = $1";
+const DELETE: &str = "UPDATE clients SET deleted_at = $2, updated_at = $2, version = $3 WHERE id = $1";
+
+/// The JSON columns of a client row.
+struct Json {
+    preset_params: serde_json::Value,
+    capture: serde_json::Value,
+    grants: serde_json::Value,
+    quirks: serde_json::Value,
+}
+
+impl Json {
+    fn of(s: &ClientSettings) -> Result<Self, EventStoreError> {
+        let enc = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| EventStoreError::Payload(e.to_string()));
+        Ok(Self {
+            preset_params: enc(serde_json::to_value(&s.preset_params))?,
+            capture: enc(serde_json::to_value(&s.capture))?,
+            grants: enc(serde_json::to_value(&s.grants))?,
+            quirks: enc(serde_json::to_value(&s.quirks))?,
+        })
+    }
+}
+
+/// Applies one `client-` event to the `clients` projection.
+pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
+    let at = &event.recorded_at;
+    let version = &event.version;
+    match event.decode::<ClientEvent>()? {
+        ClientEvent::ClientRegistered { id, settings: s, client_secret } => {
+            let extra =
+                serde_json::to_value(&s.extra_authorize_params).map_err(|e| EventStoreError::Payload(e.to_string()))?;
+            let j = Json::of(&s)?;
+            tx.query_typed(
+                INSERT,
+                &[
+                    (&id, Type::UUID),
+                    (&s.name, Type::TEXT),
+                    (&s.authorize_url, Type::TEXT),
+                    (&s.token_url, Type::TEXT),
+                    (&s.revoke_url, Type::TEXT),
+                    (&s.client_id, Type::TEXT),
+                    (&client_secret, Type::TEXT),
+                    (&s.redirect_uri, Type::TEXT),
+                    (&s.scopes, Type::TEXT_ARRAY),
+                    (&s.auth_method.as_str(), Type::TEXT),
+                    (&s.pkce, Type::BOOL),
+                    (&extra, Type::JSONB),
+                    (&s.metadata, Type::JSONB),
+                    (at, Type::TIMESTAMPTZ),
+                    (version, Type::INT4),
+                    (&s.preset, Type::TEXT),
+                    (&j.preset_params, Type::JSONB),
+                    (&j.capture, Type::JSONB),
+                    (&j.grants, Type::JSONB),
+                    (&j.quirks, Type::JSONB),
+                ],
+            )
+            .await?;
+        }
+        ClientEvent::ClientUpdated { id, settings: s } => {
+            let extra =
+                serde_json::to_value(&s.extra_authorize_params).map_err(|e| EventStoreError::Payload(e.to_string()))?;
+            let j = Json::of(&s)?;
+            tx.query_typed(
+                UPDATE,
+                &[
+                    (&id, Type::UUID),
+                    (&s.name, Type::TEXT),
+                    (&s.authorize_url, Type::TEXT),
+                    (&s.token_url, Type::TEXT),
+                    (&s.revoke_url, Type::TEXT),
+                    (&s.client_id, Type::TEXT),
+                    (&s.redirect_uri, Type::TEXT),
+                    (&s.scopes, Type::TEXT_ARRAY),
+                    (&s.auth_method.as_str(), Type::TEXT),
+                    (&s.pkce, Type::BOOL),
+                    (&extra, Type::JSONB),
+                    (&s.metadata, Type::JSONB),
+                    (at, Type::TIMESTAMPTZ),
+                    (version, Type::INT4),
+                    (&s.preset, Type::TEXT),
+                    (&j.preset_params, Type::JSONB),
+                    (&j.capture, Type::JSONB),
+                    (&j.grants, Type::JSONB),
+                    (&j.quirks, Type::JSONB),
+                ],
+            )
+            .await?;
+        }
+        ClientEvent::ClientSecretRotated { id, client_secret } => {
+            tx.query_typed(
+                ROTATE,
+                &[(&id, Type::UUID), (&client_secret, Type::TEXT), (at, Type::TIMESTAMPTZ), (version, Type::INT4)],
+            )
+            .await?;
+        }
+        ClientEvent::ClientDeleted { id } => {
+            tx.query_typed(DELETE, &[(&id, Type::UUID), (at, Type::TIMESTAMPTZ), (version, Type::INT4)]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The clients projection, as registered with [`projections`].
+pub const PROJECTOR: projections::Projector = projections::Projector { kind: "client", project: project_boxed };
+
+fn project_boxed<'a>(
+    tx: &'a Transaction<'_>,
+    event: &'a RecordedEvent,
+) -> futures::future::BoxFuture<'a, Result<(), EventStoreError>> {
+    Box::pin(project(tx, event))
+}
