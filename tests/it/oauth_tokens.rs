@@ -584,7 +584,9 @@ async fn client_credentials_refusals_are_answered_and_invalid_client_needs_reaut
         refused.text
     );
     assert_eq!(w.provider.client_credentials_calls(), 0, "a client that does not allow it is not asked");
+    assert_eq!(w.event_count().await, before, "nothing recorded");
     allow_client_credentials(&w, &client).await;
+    let before = w.event_count().await;
     for (body, field) in [
         (json!({"client_id": client, "connection_id": "svc-1", "grant": "authorization_code"}), "grant"),
         (json!({"client_id": client, "connection_id": "a b", "grant": "client_credentials"}), "connection_id"),
