@@ -258,7 +258,7 @@ impl Locked {
 
     /// Refresh this long before expiry: the client's own buffer where its provider refuses
     /// early refreshes (§6.14), else `global`.
-    pub fn buffer(&self, global: Duration) -> Duration {
+    pub(super) fn buffer(&self, global: Duration) -> Duration {
         self.endpoint.quirks.expiry_buffer_secs.map_or(global, Duration::from_secs)
     }
 }
