@@ -427,7 +427,7 @@ async fn token(State(s): State<Arc<ProviderState>>, headers: HeaderMap, raw: axu
         "client_credentials" => {
             let scope = form.get("scope").cloned();
             *s.last_client_credentials_scope.lock().unwrap() = scope.clone();
-            axum::Json(issue(&s, &b, scope.as_deref().unwrap_or("read"), false)).into_response()
+            answer(&b, &headers, issue(&s, &b, scope.as_deref().unwrap_or("read"), false))
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }

@@ -483,11 +483,8 @@ async fn bad_tags_are_400s_naming_the_field_and_store_nothing() {
 
 // ---- client credentials (DESIGN §6.14) ----
 
-/// Lets `client` use the client-credentials grant: through the admin API where clients
-/// have `grants` (the presets migration), else straight in the column this build reads
-/// (then the clients projection no longer equals its replay, which [`assert_connections_replay`]
-/// allows for).
-async fn allow_client_credentials(w: &World, client: &str) -> bool {
+/// Lets `client` use the client-credentials grant (`PATCH /v1/clients/{id} {"grants"}`).
+async fn allow_client_credentials(w: &World, client: &str) {
     let grants = json!(["authorization_code", "client_credentials"]);
     let patched = call(
         &w.admin,
@@ -497,27 +494,15 @@ async fn allow_client_credentials(w: &World, client: &str) -> bool {
         Some(json!({"grants": grants})),
     )
     .await;
-    if patched.status == StatusCode::OK {
-        return true;
-    }
-    w.app
-        .client()
-        .await
-        .batch_execute(&format!(
-            "ALTER TABLE clients ADD COLUMN IF NOT EXISTS grants text[];
-             UPDATE clients SET grants = '{{authorization_code,client_credentials}}' WHERE id = '{client}'"
-        ))
-        .await
-        .unwrap();
-    false
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.json["grants"], grants, "{}", patched.text);
 }
 
-/// The projections equal a rebuild from the log; only the clients table may differ, when
-/// a client's grants were set outside the log (`via_api` false).
-async fn assert_connections_replay(w: &World, via_api: bool) {
+/// The projections equal a rebuild from the log.
+async fn assert_connections_replay(w: &World) {
     let mut client = w.app.client().await;
     let report = shared::projections::replay(&mut client, shared::PROJECTORS).await.unwrap();
-    for table in report.tables.iter().filter(|t| via_api || t.table != "clients") {
+    for table in &report.tables {
         assert!(table.only_live.is_empty() && table.only_rebuilt.is_empty(), "{report:?}");
     }
 }
@@ -532,7 +517,7 @@ async fn create_cc(w: &World, client: &str, id: &str, extra: Value) -> crate::he
 async fn a_client_credentials_connection_is_created_at_once_and_renewed_inline_forced_and_by_the_schedule() {
     let w = World::new("client_secret_basic").await;
     let client = w.register("client_secret_basic", false).await;
-    let via_api = allow_client_credentials(&w, &client).await;
+    allow_client_credentials(&w, &client).await;
 
     let created = create_cc(&w, &client, "svc-1", json!({"scopes": ["reports"], "tags": {"org": "acme"}})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
@@ -583,13 +568,14 @@ async fn a_client_credentials_connection_is_created_at_once_and_renewed_inline_f
     assert_eq!(forced.json["access_token"], latest_access_token(&w));
     assert_eq!(w.provider.client_credentials_calls(), before + 1);
     assert!(!w.dump().await.contains(&latest_access_token(&w)), "tokens are stored encrypted");
-    assert_connections_replay(&w, via_api).await;
+    assert_connections_replay(&w).await;
 }
 
 #[tokio::test]
 async fn client_credentials_refusals_are_answered_and_invalid_client_needs_reauthorization() {
     let w = World::new("client_secret_post").await;
     let client = w.register("client_secret_post", false).await;
+    let before = w.event_count().await;
     let refused = create_cc(&w, &client, "svc-1", json!({})).await;
     assert_eq!(
         (refused.status, refused.json["field"].as_str()),
@@ -598,8 +584,8 @@ async fn client_credentials_refusals_are_answered_and_invalid_client_needs_reaut
         refused.text
     );
     assert_eq!(w.provider.client_credentials_calls(), 0, "a client that does not allow it is not asked");
-    let via_api = allow_client_credentials(&w, &client).await;
-    // Allowing the grant through the API is itself an event (ClientUpdated).
+    assert_eq!(w.event_count().await, before, "nothing recorded");
+    allow_client_credentials(&w, &client).await;
     let before = w.event_count().await;
     for (body, field) in [
         (json!({"client_id": client, "connection_id": "svc-1", "grant": "authorization_code"}), "grant"),
@@ -663,14 +649,14 @@ async fn client_credentials_refusals_are_answered_and_invalid_client_needs_reaut
     allow_client_credentials(&w, &other).await;
     let taken = create_cc(&w, &other, "svc-1", json!({})).await;
     assert_eq!((taken.status, taken.json["code"].as_str()), (StatusCode::CONFLICT, Some("connection_exists")));
-    assert_connections_replay(&w, via_api).await;
+    assert_connections_replay(&w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_fetches_of_a_due_client_credentials_token_make_one_provider_call_across_two_environments() {
     let w = World::new("client_secret_post").await;
     let client = w.register("client_secret_post", false).await;
-    let via_api = allow_client_credentials(&w, &client).await;
+    allow_client_credentials(&w, &client).await;
     w.provider.set(|b| b.expires_in = Some(60));
     assert_eq!(create_cc(&w, &client, "svc-1", json!({})).await.status, StatusCode::CREATED);
     w.provider.set(|b| {
@@ -698,7 +684,7 @@ async fn twenty_concurrent_fetches_of_a_due_client_credentials_token_make_one_pr
         assert_eq!(body["access_token"], new, "every caller gets the winner's token");
     }
     assert_eq!(w.event_types("connection-svc-1").await, vec!["ConnectionAuthorized", "TokenRefreshed"]);
-    assert_connections_replay(&w, via_api).await;
+    assert_connections_replay(&w).await;
 }
 
 #[tokio::test]

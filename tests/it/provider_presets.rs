@@ -479,3 +479,121 @@ async fn a_token_with_provider_data_is_still_one_database_round_trip() {
         assert_eq!(round_trips.load(Ordering::SeqCst) - before, 1, "one round trip");
     }
 }
+
+/// `POST /v1/connections {"grant": "client_credentials"}` for `client`.
+async fn create_cc(w: &World, client: &str, id: &str, extra: Value) -> crate::helpers::Answer {
+    let mut body = json!({"client_id": client, "connection_id": id, "grant": "client_credentials"});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    call(&w.tokens, Method::POST, "/v1/connections", Some(&w.app.admin_key), Some(body)).await
+}
+
+/// Client credentials with presets (DESIGN §6.14): the preset's grants decide whether a
+/// client may use them (explicit `grants` still win), and the preset's quirks and captures
+/// apply to that token request as to any other.
+#[tokio::test]
+async fn a_presets_grants_decide_client_credentials_and_its_quirks_apply_to_them() {
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| {
+        b.errors_in_200 = true;
+        b.extra =
+            serde_json::from_value(json!({"api_domain": "https://www.zohoapis.eu", "id_token": "jwt-x"})).unwrap();
+    });
+    let before = w.event_count().await;
+
+    // HubSpot supports only authorization_code: its client is refused, the provider not asked.
+    let hubspot = register(&w, preset_body(&w, "hubspot", json!({}))).await;
+    let refused = create_cc(&w, &hubspot, "svc-h", json!({})).await;
+    assert_eq!((refused.status, refused.json["field"].as_str()), (StatusCode::BAD_REQUEST, Some("grant")));
+    // A Zoho client that names its own grants is held to them.
+    let narrowed = register(&w, preset_body(&w, "zoho", json!({"grants": ["authorization_code"]}))).await;
+    let refused = create_cc(&w, &narrowed, "svc-n", json!({})).await;
+    assert_eq!((refused.status, refused.json["field"].as_str()), (StatusCode::BAD_REQUEST, Some("grant")));
+    assert_eq!(w.provider.client_credentials_calls(), 0);
+    assert_eq!(w.event_count().await, before + 2, "only the two ClientRegistered events");
+
+    // Zoho supports client_credentials: allowed by the preset alone, scopes joined with
+    // commas, errors inside HTTP 200 recognised, api_domain captured.
+    let zoho = register(&w, preset_body(&w, "zoho", json!({}))).await;
+    let secret = w.provider.state.client_secret.lock().unwrap().clone();
+    *w.provider.state.client_secret.lock().unwrap() = "changed".into();
+    let bad = create_cc(&w, &zoho, "svc-z", json!({})).await;
+    assert_eq!(
+        (bad.status, bad.json["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("provider_error")),
+        "{}",
+        bad.text
+    );
+    assert!(bad.json["detail"].as_str().unwrap().contains("invalid_client"), "an error in a 200: {}", bad.text);
+    *w.provider.state.client_secret.lock().unwrap() = secret;
+    let created = create_cc(&w, &zoho, "svc-z", json!({"scopes": ["ZohoCRM.org.READ", "ZohoCRM.users.READ"]})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json["grant"], "client_credentials");
+    assert_eq!(
+        w.provider.state.last_client_credentials_scope.lock().unwrap().as_deref(),
+        Some("ZohoCRM.org.READ,ZohoCRM.users.READ")
+    );
+    let captured = json!({"api_domain": "https://www.zohoapis.eu"});
+    assert_eq!(created.json["provider_data"], captured);
+    let token = w.token("svc-z").await;
+    assert_eq!(token.status, StatusCode::OK, "{}", token.text);
+    assert_eq!(token.json["provider_data"], captured, "the caller learns api_domain with its token");
+    assert!(!w.dump().await.contains("jwt-x"), "only captured values are stored");
+
+    // Renewal (forced here) keeps what was captured and takes a new value.
+    w.provider.set(|b| {
+        b.extra.insert("api_domain".into(), json!("https://www.zohoapis.in"));
+    });
+    let forced = call(&w.tokens, Method::POST, "/v1/tokens/svc-z/refresh", Some(&w.app.admin_key), None).await;
+    assert_eq!(forced.status, StatusCode::OK, "{}", forced.text);
+    assert_eq!(forced.json["provider_data"]["api_domain"], "https://www.zohoapis.in");
+    assert_eq!(w.provider.refresh_calls(), 0, "renewed with the client's credentials");
+    assert_eq!(w.provider.client_credentials_calls(), 3);
+}
+
+/// Salesforce client credentials send no `expires_in`: the preset's assumed lifetime makes the
+/// token renewable before it dies, inline, with the client's own expiry buffer honoured;
+/// and a live client-credentials token costs one database round trip like any other.
+#[tokio::test]
+async fn client_credentials_tokens_get_the_assumed_lifetime_and_stay_one_round_trip() {
+    use std::sync::atomic::Ordering;
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| {
+        b.expires_in = None;
+        b.extra = serde_json::from_value(json!({"instance_url": "https://acme.my.salesforce.com"})).unwrap();
+    });
+    let client = register(&w, preset_body(&w, "salesforce", json!({}))).await;
+    let created = create_cc(&w, &client, "sf-svc", json!({})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let token = w.token("sf-svc").await;
+    let expires_in = token.json["expires_in"].as_i64().expect("an expiry is assumed");
+    assert!((3590..=3600).contains(&expires_in), "{expires_in}");
+    assert_eq!(token.json["provider_data"]["instance_url"], "https://acme.my.salesforce.com");
+
+    // With a client buffer of 3,598 s that token is due two seconds later: renewed inline.
+    let quirks = json!({"quirks": {"expiry_buffer_secs": 3598, "assumed_lifetime_secs": 3600}});
+    let eager = register(&w, preset_body(&w, "salesforce", quirks)).await;
+    assert_eq!(create_cc(&w, &eager, "sf-eager", json!({})).await.status, StatusCode::CREATED);
+    let calls = w.provider.client_credentials_calls();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let renewed = w.token("sf-eager").await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
+    assert_eq!(w.provider.client_credentials_calls(), calls + 1, "renewed inside the client's buffer");
+    assert_eq!(w.event_types("connection-sf-eager").await, vec!["ConnectionAuthorized", "TokenRefreshed"]);
+    let _ = w.token("sf-svc").await;
+    assert_eq!(w.provider.client_credentials_calls(), calls + 1, "the other client's token was not due");
+
+    let key = w.app.api_key(&[Scope::TokensRead]).await;
+    let (proxied, round_trips) = crate::request_log::round_trip_counter(&w.app.db_url).await;
+    let mut vars = w.app.vars.clone();
+    vars.insert("DATABASE_URL".into(), proxied);
+    vars.insert("DB_POOL_MAX".into(), "1".into());
+    let router = token_fetch::router(shared::Context::new(crate::helpers::config_from(&vars), token_fetch::FUNCTION));
+    let warm = call(&router, Method::GET, "/v1/tokens/sf-svc", Some(&key), None).await;
+    assert_eq!(warm.status, StatusCode::OK, "{}", warm.text);
+    for _ in 0..3 {
+        let before = round_trips.load(Ordering::SeqCst);
+        let token = call(&router, Method::GET, "/v1/tokens/sf-svc", Some(&key), None).await;
+        assert_eq!(token.json["provider_data"]["instance_url"], "https://acme.my.salesforce.com");
+        assert_eq!(round_trips.load(Ordering::SeqCst) - before, 1, "one round trip");
+    }
+}

@@ -10,7 +10,6 @@
 //! - [`model`]: the settings, events, request bodies and their validation;
 //! - [`patch`]: applying a `PATCH` body to the current settings;
 //! - [`preset`]: filling settings from a provider preset (DESIGN §6.14);
-//! - [`preset`]: filling settings from a provider preset (DESIGN §6.14);
 //! - [`admin`]: the operations behind the routes;
 //! - [`projection`]: the `clients` table as a projection of the streams.
 

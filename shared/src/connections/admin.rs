@@ -9,14 +9,15 @@ use tokio_postgres::{Row, types::Type};
 use uuid::Uuid;
 
 use super::{
-    Connection, ConnectionEvent, ConnectionId, Error, Grant, LOCK_WAIT, Locked, PROJECTOR, Status, Tags, decrypt,
-    lock_row,
+    Connection, ConnectionEvent, ConnectionId, Error, LOCK_WAIT, Locked, PROJECTOR, Status, Tags, decrypt, lock_row,
+    stored_grant,
 };
 use crate::{
+    clients,
     context::Context,
     events::{self as event_store, ExpectedVersion, Metadata},
     http::{Page, decode_cursor, encode_cursor, page_limit},
-    oauth::Provider,
+    oauth::{self, Provider},
     projections,
 };
 
@@ -35,7 +36,7 @@ fn view(row: &Row) -> Result<Connection, Error> {
         scopes: row.get("scopes"),
         provider_data: row.get("provider_data"),
         tags: Tags::stored(row.get("tags"))?,
-        grant: Grant::stored(row.get("grant_type"))?,
+        grant: stored_grant(row.get("grant_type"))?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
@@ -154,8 +155,8 @@ pub struct HistoryItem {
 /// Fields that never leave the service, even as ciphertexts.
 const SECRET_FIELDS: &[&str] = &["access_token", "refresh_token"];
 
-const CLIENT_CAPTURE: &str =
-    "SELECT cl.capture FROM connections c JOIN clients cl ON cl.id = c.client_id WHERE c.connection_id = $1";
+/// The capture list of the connection's client.
+const CLIENT_CAPTURE: &str = include_str!("sql/client_capture.sql");
 
 /// A connection's stream, oldest first, without token fields.
 pub async fn history(
@@ -173,13 +174,13 @@ pub async fn history(
     }
     // What the connection's client captures is all history may show of `provider_data`
     // (an old event, or one written under another client, never shows more).
-    let capture: Vec<crate::oauth::CapturePath> = db
+    let capture: Vec<oauth::CapturePath> = db
         .query_typed(CLIENT_CAPTURE, &[(&id.as_str(), Type::TEXT)])
         .await?
         .first()
         .map(|row| {
-            let c = crate::clients::stored_capture(&row.get(0));
-            c.callback.iter().chain(&c.token).filter_map(|f| crate::clients::capture_path(f).ok()).collect()
+            let c = clients::stored_capture(&row.get("capture"));
+            c.callback.iter().chain(&c.token).filter_map(|f| clients::capture_path(f).ok()).collect()
         })
         .unwrap_or_default();
     let mut items: Vec<HistoryItem> = recorded

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -100,7 +100,7 @@ pub struct CallbackParams {
     /// Every other query parameter; only those the client's `capture.callback` names are
     /// kept (Zoho's `accounts-server`, QuickBooks' `realmId`, Shopify's `shop`).
     #[serde(flatten)]
-    pub extra: std::collections::BTreeMap<String, String>,
+    pub extra: BTreeMap<String, String>,
 }
 
 /// How a callback ended (an unknown state is an error, not an outcome).
@@ -196,10 +196,10 @@ pub async fn complete_authorization(
 /// `data` plus the callback query values the client captures, each bounded and without
 /// control characters (a callback value is replaced on every authorization).
 fn with_callback_values(
-    mut data: serde_json::Map<String, Value>,
+    mut data: Map<String, Value>,
     client: &clients::ProviderClient,
-    query: &std::collections::BTreeMap<String, String>,
-) -> serde_json::Map<String, Value> {
+    query: &BTreeMap<String, String>,
+) -> Map<String, Value> {
     for field in &client.settings.capture.callback {
         if let Some(value) = query.get(field.path()) {
             data.insert(field.stored_as().to_owned(), Value::String(clip_text(value)));

@@ -1,7 +1,7 @@
 //! What can go wrong with a connection, in the domain's words; `http::map::connections`
 //! gives each outcome its status and `code` (DESIGN §6.2–§6.4, §6.14).
 
-use crate::{auth, crypto::CryptoError, db::DbError, events::EventStoreError, http::ApiError};
+use crate::{auth, clients, crypto::CryptoError, db::DbError, events::EventStoreError, http::ApiError};
 
 use super::ConnectionId;
 
@@ -89,11 +89,11 @@ pub enum Error {
     /// The event store refused an append (a concurrent change) or failed.
     #[error(transparent)]
     EventStore(#[from] EventStoreError),
-    /// A client operation failed (unknown client, unreadable settings, the database).
+    /// A client operation failed (not found, a bad `return_to`, its stored settings).
     #[error(transparent)]
-    Clients(#[from] crate::clients::Error),
-    /// An error of a module that still answers in HTTP terms (`Context`, `clients`, `oauth`),
-    /// passed through as it is.
+    Client(#[from] clients::Error),
+    /// An error of a module that still answers in HTTP terms (`Context`'s key ring, `oauth`'s
+    /// pending states), passed through as it is.
     #[error(transparent)]
     Upstream(#[from] ApiError),
 }

@@ -2,9 +2,9 @@
 //! with the client's own credentials at once; the refresh paths renew it the same way,
 //! under the same row lock, before it expires.
 //!
-//! Owns which clients may do it: only those whose `grants` list `client_credentials`. A
-//! client without a `grants` column or value (a database before the presets migration)
-//! allows only `authorization_code` (fails closed).
+//! Owns which clients may do it: only those whose `grants` list `client_credentials` (a
+//! client made from a preset gets the grants its provider supports unless it names its own;
+//! any other client allows only `authorization_code`).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,6 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{
@@ -46,19 +45,6 @@ pub struct NewConnection {
     pub tags: Option<BTreeMap<String, String>>,
 }
 
-/// The client's `grants` (added by the presets migration), read without naming the column
-/// so that a database without it still answers: NULL then.
-const CLIENT_GRANTS: &str = "SELECT to_jsonb(cl) -> 'grants' AS grants FROM clients cl WHERE cl.id = $1";
-
-/// Whether a client's stored `grants` allow `grant`; absent or unreadable allows only
-/// `authorization_code`.
-pub(super) fn allows(grants: Option<&Value>, grant: Grant) -> bool {
-    match grants.and_then(Value::as_array) {
-        Some(list) => list.iter().any(|g| g.as_str() == Some(grant.as_str())),
-        None => grant == Grant::AuthorizationCode,
-    }
-}
-
 /// `POST /v1/connections {"grant": "client_credentials"}`: asks the provider for a token
 /// with the client's credentials and stores the connection; a refusal is
 /// [`Error::Provider`] and stores nothing.
@@ -86,9 +72,7 @@ pub async fn create(
         other => other,
     };
     let client = clients::provider(ctx, new.client_id).await?;
-    let rows = ctx.db().query(CLIENT_GRANTS, &[(&client.id, Type::UUID)]).await?;
-    let grants: Option<Value> = rows.first().and_then(|r| r.get("grants"));
-    if !allows(grants.as_ref(), grant) {
+    if !client.settings.grants.contains(&grant) {
         return Err(Error::GrantNotAllowed(grant.as_str()));
     }
     ensure_free_for(ctx, &id, client.id).await?;
@@ -116,22 +100,4 @@ pub async fn create(
     };
     record_any(ctx, &stream_id, event, metadata).await?;
     get(ctx, &id).await
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn only_clients_that_list_the_grant_allow_it() {
-        let both = json!(["authorization_code", "client_credentials"]);
-        assert!(allows(Some(&both), Grant::ClientCredentials));
-        assert!(!allows(Some(&json!(["authorization_code"])), Grant::ClientCredentials));
-        assert!(!allows(None, Grant::ClientCredentials), "no grants column: authorization_code only");
-        assert!(allows(None, Grant::AuthorizationCode));
-        assert!(!allows(Some(&json!("client_credentials")), Grant::ClientCredentials), "not a list");
-        assert!(!allows(Some(&json!([])), Grant::AuthorizationCode));
-    }
 }

@@ -36,7 +36,7 @@ pub use grant::{NewConnection, create};
 pub use model::{
     Connection, ConnectionId, Grant, InvalidConnectionId, Refresher, Status, Token, Trigger, parse_path_id,
 };
-use model::{StoredToken, TokenColumns, decrypt, is_due, retry_after_throttle};
+use model::{StoredToken, TokenColumns, decrypt, is_due, retry_after_throttle, stored_grant};
 pub use projection::{PROJECTOR, project};
 use refresh::{LOCK_WAIT, Locked, lock_row};
 pub use refresh::{LockMode, RefreshOutcome, RefreshRequest, backoff, refresh};

@@ -120,40 +120,11 @@ impl Status {
     }
 }
 
-/// How a connection's tokens are obtained and renewed (DESIGN §6.14).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Grant {
-    /// A user authorized it in the browser; renewed with the refresh token, if any.
-    #[default]
-    AuthorizationCode,
-    /// The client's own credentials; renewed by asking for a new token the same way.
-    ClientCredentials,
-}
+pub use crate::providers::Grant;
 
-impl Grant {
-    /// The wire name (also the `grant_type` of the token request).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AuthorizationCode => "authorization_code",
-            Self::ClientCredentials => "client_credentials",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::AuthorizationCode, Self::ClientCredentials].into_iter().find(|g| g.as_str() == s)
-    }
-
-    /// A stored grant; an unknown one is an error, never a guess (fails closed).
-    pub(super) fn stored(s: &str) -> Result<Self, Error> {
-        Self::parse(s).ok_or_else(|| Error::UnknownStored { what: "grant_type", value: s.to_owned() })
-    }
-
-    /// True for the default (left out of events, so that old and new ones read the same).
-    pub fn is_authorization_code(&self) -> bool {
-        *self == Self::AuthorizationCode
-    }
+/// A stored grant; an unknown one is an error, never a guess (fails closed).
+pub(super) fn stored_grant(s: &str) -> Result<Grant, Error> {
+    Grant::parse(s).ok_or_else(|| Error::UnknownStored { what: "grant_type", value: s.to_owned() })
 }
 
 /// A connection as listed: no secrets.
@@ -284,6 +255,7 @@ pub(super) struct StoredToken {
     pub(super) token_type: String,
     pub(super) expires_at: Option<DateTime<Utc>>,
     pub(super) scopes: Vec<String>,
+    /// The connection's captured values (`{}` when it has none).
     pub(super) provider_data: Value,
 }
 
@@ -296,6 +268,7 @@ impl StoredToken {
             token_type: row.get(columns.token_type),
             expires_at: row.get(columns.expires_at),
             scopes: row.get(columns.scopes),
+            // NULL only from a lookup row without a connection.
             provider_data: row
                 .get::<_, Option<Value>>(columns.provider_data)
                 .unwrap_or_else(|| Value::Object(Default::default())),

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio_postgres::{Row, Transaction, error::SqlState, types::Type};
 
 use super::{
     ConnectionEvent, ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, PROJECTOR, Status, StoredToken, Token,
-    TokenColumns, Trigger, decrypt, is_due, retry_after_throttle, token::usable_or_503,
+    TokenColumns, Trigger, decrypt, is_due, retry_after_throttle, stored_grant, token::usable_or_503,
 };
 use crate::{
     clients::{self, AuthMethod},
@@ -229,7 +229,7 @@ impl Locked {
         let token = StoredToken::from_row(row, &TokenColumns::TABLE);
         Ok(Self {
             status: Status::stored(row.get("status"))?,
-            grant: Grant::stored(row.get("grant_type"))?,
+            grant: stored_grant(row.get("grant_type"))?,
             refresh_token: row.get("refresh_token"),
             last_refreshed_at: row.get("last_refreshed_at"),
             last_failed_at: row.get("last_failed_at"),
@@ -413,7 +413,7 @@ fn is_dead_grant(grant: Grant, error: &ProviderError) -> bool {
 
 /// `old` with the captured values of a refresh answer laid over it (what the projection's
 /// `provider_data || $7` stores).
-fn merged(old: &Value, new: &serde_json::Map<String, Value>) -> Value {
+fn merged(old: &Value, new: &Map<String, Value>) -> Value {
     let mut out = old.as_object().cloned().unwrap_or_default();
     out.extend(new.iter().map(|(k, v)| (k.clone(), v.clone())));
     Value::Object(out)
@@ -491,7 +491,7 @@ mod tests {
                 auth_method: AuthMethod::ClientSecretPost,
                 redirect_uri: "https://k.example/cb".into(),
                 capture: vec![],
-                quirks: Default::default(),
+                quirks: clients::Quirks::default(),
             },
         }
     }
@@ -552,6 +552,20 @@ mod tests {
         assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Skip);
         c.next_attempt_at = Some(at(0));
         assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Refresh);
+    }
+
+    #[test]
+    fn a_clients_own_expiry_buffer_replaces_the_global_ones() {
+        let mut c = locked(Some(200));
+        // The global buffers (300 s inline, 900 s scheduled) would refresh a 200 s token.
+        assert_eq!(decide(&c, Trigger::OnDemand, at(0), &policy()), Decision::Refresh);
+        assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Refresh);
+        c.endpoint.quirks.expiry_buffer_secs = Some(60);
+        assert_eq!(decide(&c, Trigger::OnDemand, at(0), &policy()), Decision::Current);
+        assert_eq!(decide(&c, Trigger::Scheduled, at(0), &policy()), Decision::Skip);
+        assert_eq!(decide(&c, Trigger::OnDemand, at(141), &policy()), Decision::Refresh, "59 s left");
+        assert_eq!(decide(&c, Trigger::Scheduled, at(141), &policy()), Decision::Refresh);
+        assert_eq!(decide(&c, Trigger::Forced, at(0), &policy()), Decision::Refresh, "forced ignores buffers");
     }
 
     #[test]

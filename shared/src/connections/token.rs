@@ -2,12 +2,14 @@
 //! together, `auth` decides whether the caller is let in; a due token is refreshed inline;
 //! `force_refresh` behind `POST …/refresh`.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use tokio_postgres::{Row, types::Type};
 
 use super::{
     ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, LockMode, RefreshOutcome, RefreshRequest, Refresher, Status,
-    StoredToken, Token, TokenColumns, Trigger, is_due, refresh, retry_after_throttle,
+    StoredToken, Token, TokenColumns, Trigger, is_due, refresh, retry_after_throttle, stored_grant,
 };
 use crate::{
     auth::{self, Scope},
@@ -17,9 +19,12 @@ use crate::{
 };
 
 /// The hot path's one statement: the API key and the connection together, through
-/// `token_lookup` (migrations 0001 and 0004), whose plans the server caches per session. A missing key
-/// gives no row; a missing connection gives a row of NULLs after the key's columns; a NULL
-/// key hash (the bootstrap admin key, checked in memory) reads the connection alone.
+/// `token_lookup` (migrations 0001, 0004 and 0005), whose plans the server caches per
+/// session. It also returns what decides an inline refresh and what the caller gets with its
+/// token: the connection's grant and `provider_data` and its client's expiry buffer (the
+/// client joined by primary key). A missing key gives no row; a missing connection gives a
+/// row of NULLs after the key's columns; a NULL key hash (the bootstrap admin key, checked in
+/// memory) reads the connection alone.
 const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
 
 /// The connection alone, for re-reading after waiting for a refresh (the columns of
@@ -30,6 +35,7 @@ const FETCH: &str = include_str!("sql/fetch.sql");
 struct Snapshot {
     token: StoredToken,
     status: Status,
+    grant: Grant,
     last_failed_at: Option<DateTime<Utc>>,
     last_refreshed_at: Option<DateTime<Utc>>,
     has_refresh_token: bool,
@@ -44,6 +50,7 @@ impl Snapshot {
         Ok(Some(Self {
             token: StoredToken::from_row(row, &TokenColumns::LOOKUP),
             status: Status::stored(row.get("o_status"))?,
+            grant: stored_grant(row.get("o_grant_type"))?,
             last_failed_at: row.get("o_last_failed_at"),
             last_refreshed_at: row.get("o_last_refreshed_at"),
             has_refresh_token: row.get("o_has_refresh_token"),
@@ -51,9 +58,15 @@ impl Snapshot {
         }))
     }
 
+    /// Whether a due token can be renewed without a new authorization: with a refresh token,
+    /// or with the client's own credentials.
+    fn renewable(&self) -> bool {
+        self.has_refresh_token || self.grant == Grant::ClientCredentials
+    }
+
     /// The inline-refresh buffer: the client's own (§6.14) or `global`.
-    fn buffer(&self, global: std::time::Duration) -> std::time::Duration {
-        self.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map_or(global, std::time::Duration::from_secs)
+    fn buffer(&self, global: Duration) -> Duration {
+        self.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map_or(global, Duration::from_secs)
     }
 }
 
@@ -67,7 +80,7 @@ pub(super) fn status_error(id: &ConnectionId, status: Status) -> Option<Error> {
 
 /// `GET /v1/tokens/{id}`: authenticates the caller and reads the connection in one database
 /// round trip; refreshes inline (once, whoever else asks at the same time) only when the
-/// token expires within `TOKEN_EXPIRY_BUFFER_SECONDS`.
+/// token expires within `TOKEN_EXPIRY_BUFFER_SECONDS` (or the client's own expiry buffer).
 pub async fn fetch_token(
     ctx: &Context,
     refresher: &Refresher,
@@ -107,10 +120,13 @@ pub async fn fetch_token(
     if !is_due(token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer)) {
         return Ok(token);
     }
-    if !snapshot.has_refresh_token {
+    if !snapshot.renewable() {
         // Nothing to refresh with: an authorization-code token is good until it expires, then
-        // only a new authorization helps; a client-credentials one is renewed now. The lookup
-        // does not say which; the re-read below does (and hands the first kind out).
+        // only a new authorization helps (the locked path below says so, after one re-read in
+        // case the connection was authorized again meanwhile).
+        if !token.is_expired(now) {
+            return Ok(token);
+        }
     } else if snapshot.status == Status::RefreshFailing
         && snapshot
             .last_failed_at
@@ -158,10 +174,7 @@ async fn reread(
     }
     let now = Utc::now();
     let refreshed_meanwhile = snapshot.last_refreshed_at.is_some_and(|t| t >= since);
-    let grant = rows.first().map(|r| Grant::stored(r.get("o_grant_type"))).transpose()?;
-    let live_without_renewal = !snapshot.has_refresh_token
-        && grant == Some(Grant::AuthorizationCode)
-        && snapshot.token.expires_at.is_none_or(|e| e > now);
+    let live_without_renewal = !snapshot.renewable() && snapshot.token.expires_at.is_none_or(|e| e > now);
     if refreshed_meanwhile
         || live_without_renewal
         || !is_due(snapshot.token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer))

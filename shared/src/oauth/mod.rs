@@ -264,7 +264,8 @@ impl Provider {
     }
 
     /// Asks for a token with the client's own credentials (RFC 6749 §4.4); `scopes` go as
-    /// one `scope` joined by the client's separator, left out when empty.
+    /// one `scope` joined with the client's separator (a space by default), left out when
+    /// empty.
     pub async fn client_credentials(
         &self,
         endpoint: &TokenEndpoint,

@@ -117,14 +117,38 @@ impl ScopeSeparator {
     }
 }
 
-/// An OAuth grant type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An OAuth grant type: what a preset supports, what a client allows, and how a connection's
+/// tokens are obtained and renewed (DESIGN §6.14). One type for all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Grant {
-    /// Redirect the user, exchange the code (refresh tokens when the provider issues them).
+    /// Redirect the user, exchange the code; renewed with the refresh token, when the
+    /// provider issues one.
+    #[default]
     AuthorizationCode,
-    /// The client's own credentials, no user.
+    /// The client's own credentials, no user; renewed by asking for a new token the same way.
     ClientCredentials,
+}
+
+impl Grant {
+    /// The wire name (also the `grant_type` of the token request).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::AuthorizationCode, Self::ClientCredentials].into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// True for the default (left out of connection events, so that old and new ones read
+    /// the same).
+    pub fn is_authorization_code(&self) -> bool {
+        *self == Self::AuthorizationCode
+    }
 }
 
 /// Body encoding of token requests.

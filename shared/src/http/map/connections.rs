@@ -30,8 +30,8 @@ impl From<Error> for ApiError {
             Error::UnknownStored { .. } | Error::Inconsistent(_) | Error::Crypto(_) => ApiError::internal_error(&e),
             Error::Db(db) => db.into(),
             Error::EventStore(store) => store.into(),
+            Error::Client(client) => client.into(),
             Error::Upstream(api) => api,
-            Error::Clients(e) => e.into(),
         }
     }
 }
