@@ -4,7 +4,7 @@
 It stands in for Zoho's accounts server on a loopback port, with Zoho's paths:
   GET  /oauth/v2/auth          the "consent page": approves at once, redirecting the browser
                                to redirect_uri with a fresh code and the caller's state
-  POST /oauth/v2/token         authorization_code and refresh_token grants; answers tokens
+  POST /oauth/v2/token         authorization_code, refresh_token and client_credentials grants; answers tokens
                                that expire in an hour, a new refresh token each time
   POST /oauth/v2/token/revoke  200
   GET  /status/NNN             answers NNN (the runner's self-test)
@@ -65,6 +65,14 @@ class Handler(BaseHTTPRequestHandler):
             scope = CODES.pop(form["code"])
         elif grant == "refresh_token" and form.get("refresh_token") in REFRESH:
             scope = REFRESH.pop(form["refresh_token"])
+        elif grant == "client_credentials":
+            # Machine-to-machine: a token for the client itself, never a refresh token.
+            return self.send(200, {
+                "access_token": secrets.token_urlsafe(24),
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "scope": form.get("scope", ""),
+            })
         else:
             return self.send(400, {"error": "invalid_grant"})
         refresh = secrets.token_urlsafe(16)
