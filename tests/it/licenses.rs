@@ -204,6 +204,15 @@ async fn lookup_takes_the_key_in_the_body_and_an_unknown_key_is_404() {
     assert_eq!(found.json["installations_used"], 1);
     let unknown = w.admin_call(Method::POST, "/v1/licenses/lookup", Some(json!({"license_key": "NOPE-NOPE"}))).await;
     assert_eq!((unknown.status, unknown.json["code"].as_str()), (StatusCode::NOT_FOUND, Some("license_not_found")));
+    // A key with characters no key has is simply not found, as on the public checks.
+    for malformed in ["AB C", "' OR 1=1 --", "ÄBC-\u{200B}"] {
+        let r = w.admin_call(Method::POST, "/v1/licenses/lookup", Some(json!({"license_key": malformed}))).await;
+        assert_eq!(
+            (r.status, r.json["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("license_not_found")),
+            "{malformed}"
+        );
+    }
     let long = w.admin_call(Method::POST, "/v1/licenses/lookup", Some(json!({"license_key": "K".repeat(129)}))).await;
     assert_eq!((long.status, long.json["field"].as_str()), (StatusCode::BAD_REQUEST, Some("license_key")));
     // Keys never travel in URLs: there is no GET form of the lookup.

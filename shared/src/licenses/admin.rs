@@ -318,7 +318,9 @@ pub async fn show(ctx: &Context, id: Uuid) -> Result<License, Error> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lookup {
-    /// The key to find.
+    /// The key to find. A key with characters no key has is looked up like any other and not
+    /// found (404), as on the public checks; only an empty or over-long one is a 400.
+    #[serde(deserialize_with = "LicenseKey::deserialize_presented")]
     pub license_key: LicenseKey,
 }
 
