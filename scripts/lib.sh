@@ -162,3 +162,14 @@ ensure_rust() {
   command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; return 1; }
   command -v cc >/dev/null || apt_install build-essential
 }
+
+# Under cargo lambda watch the functions believe they run on Lambda, where DB_SSLMODE defaults
+# to verify-full against the Amazon RDS CAs: a local database gets its own mode (require when
+# it speaks TLS, else disable), unless DB_SSLMODE is set. Needs DATABASE_URL.
+local_lambda_sslmode() {
+  if [ -z "${DB_SSLMODE:-}" ]; then
+    DB_SSLMODE=disable
+    [ "$(psql "$DATABASE_URL" -qAtc 'show ssl' 2>/dev/null)" = on ] && DB_SSLMODE=require
+    export DB_SSLMODE
+  fi
+}

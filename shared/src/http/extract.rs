@@ -93,25 +93,21 @@ const MAX_NUMBER: f64 = 1e300;
 /// refuses numbers beyond [`MAX_NUMBER`]; and writes an integral float (`100.0`) as the
 /// integer it is, because JSON (and JSON Schema's `integer`) does not tell them apart.
 fn sanitize(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) -> bool) -> Result<(), ApiError> {
-    let refuse = |path: &str| {
+    let refuse = |path: &str, rule: &str| {
         let field = if path.is_empty() { ".".to_owned() } else { path.to_owned() };
-        ApiError::invalid_field(field.clone(), format!("{field}: a text field must not contain U+0000"))
+        ApiError::invalid_field(field.clone(), format!("{field}: {rule}"))
     };
     match value {
         Value::String(s) if s.contains('\0') => {
             if !nul_allowed(path) {
-                return Err(refuse(path));
+                return Err(refuse(path, "a text field must not contain U+0000"));
             }
             *s = s.replace('\0', "\u{FFFD}");
         }
         Value::Number(n) if n.is_f64() => {
             let x = n.as_f64().unwrap_or(f64::NAN);
             if !x.is_finite() || x.abs() > MAX_NUMBER {
-                let field = if path.is_empty() { ".".to_owned() } else { path.to_owned() };
-                return Err(ApiError::invalid_field(
-                    field.clone(),
-                    format!("{field}: a number must be between -1e300 and 1e300"),
-                ));
+                return Err(refuse(path, "a number must be between -1e300 and 1e300"));
             }
             // Exactly representable integers only (|x| < 2^53): nothing is rounded.
             if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
@@ -129,7 +125,7 @@ fn sanitize(value: &mut Value, path: &mut String, nul_allowed: &dyn Fn(&str) -> 
         Value::Object(map) => {
             if map.keys().any(|k| k.contains('\0')) {
                 if !nul_allowed(path) {
-                    return Err(refuse(path));
+                    return Err(refuse(path, "a text field must not contain U+0000"));
                 }
                 *map = std::mem::take(map).into_iter().map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v)).collect();
             }

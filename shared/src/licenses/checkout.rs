@@ -12,7 +12,7 @@ use super::{
     CheckCode, Entitlements, Error, InstallationId, InstallationSummary, LicenseEvent, LicenseKey, LicenseStatus,
     LicenseSummary, Nonce, PROJECTOR,
     admin::pepper_hash,
-    checks::{TOUCH, license_code, lock, public_metadata},
+    checks::{TOUCH, lock, public_metadata, validate_code},
     stream,
 };
 use crate::{context::Context, events::ExpectedVersion, projections};
@@ -137,10 +137,10 @@ pub async fn checkout(
     let installation_id = request.installation_id.as_str();
     let mut installation = license.slot(installation_id);
     let needed = request.entitlements.clone().unwrap_or_default();
-    let refusal = license_code(license.terms.status, license.terms.expired)
-        .or((!license.terms.entitlements.missing(&needed).is_empty()).then_some(CheckCode::EntitlementsMissing))
-        .or(installation.is_none().then_some(CheckCode::NotActivated));
-    if let Some(code) = refusal {
+    // The same order of codes as validate (checks::validate_code, proven against the SQL).
+    let missing = !license.terms.entitlements.missing(&needed).is_empty();
+    let code = validate_code(license.terms.status, license.terms.expired, missing, installation.is_some());
+    if code != CheckCode::Valid {
         return Ok(CheckoutAnswer::refused(
             code,
             Some(license.summary(used)),
