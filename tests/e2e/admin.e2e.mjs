@@ -505,9 +505,11 @@ await step('licenses: an API error is shown, not swallowed', async () => {
     await waitText('#search-error', '400 invalid_request');
   });
   assert.match(await text('#search-error'), /license_key/);
-  await page.locator('#q').fill('a key with spaces');
-  await page.locator('#search-button').click();
-  await waitText('#results', 'No license has this key.');
+  await expecting(/status of 404/, async () => {
+    await page.locator('#q').fill('a key with spaces');
+    await page.locator('#search-button').click();
+    await waitText('#results', 'No license has this key.');
+  });
   await page.locator('#search-error').waitFor({ state: 'hidden', timeout: TIMEOUT });
   await page.locator('#q').fill('');
   await page.locator('#search-button').click();
