@@ -95,7 +95,7 @@ impl Summary {
 
 /// Due connections. A client's own expiry buffer (`quirks.expiry_buffer_secs`, §6.14: a
 /// provider that refuses early refreshes) replaces the window for its connections, as
-/// [`connections::decide`] does, so a buffer longer than the window is not missed and one
+/// the refresh itself decides, so a buffer longer than the window is not missed and one
 /// shorter does not select what would only be skipped. The index on `expires_at` is scanned
 /// up to the longest of the window and every client's buffer (an init plan over the few
 /// clients that set one); the per-connection bound is then checked on the joined client.
