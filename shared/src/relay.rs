@@ -16,6 +16,14 @@
 //!
 //! It never publishes a secret: `detail` is the event with every secret field and every
 //! ciphertext removed.
+//!
+//! An entry of a `connection-<id>` stream also carries the connection's `tags` and
+//! `provider_data` as they were at that event (DESIGN §6.14), folded from the stream the way
+//! the projection folds them, so a republished entry is the same entry. `provider_data` is
+//! only ever what the capture rule lets through (flat scalars under names that do not look
+//! like a secret, §6.13): what the capture code stored passes whole, and a whole provider
+//! answer in an event older than the capture lists loses its nested objects and every
+//! secret-looking name. The relay reads nothing but the log (its role has no other table).
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +37,7 @@ use crate::{
     context::Context,
     db::DbError,
     events::{EventStoreError, RecordedEvent},
+    oauth::CapturePath,
 };
 
 /// Event types published as they are.
@@ -36,6 +45,7 @@ pub const PUBLISHED_TYPES: &[&str] = &[
     "ConnectionAuthorized",
     "ReauthorizationRequired",
     "ConnectionRevoked",
+    "ConnectionTagsChanged",
     "LicenseIssued",
     "LicenseSuspended",
     "LicenseRevoked",
@@ -68,6 +78,8 @@ pub struct Entry {
     pub position: i64,
     /// Stream id.
     pub stream_id: String,
+    /// Version within the stream.
+    pub version: i32,
     /// `detail-type`.
     pub detail_type: String,
     /// `detail`.
@@ -179,6 +191,29 @@ const SAVE: &str = "
 UPDATE relay_state SET position = $2, gap_position = $3, gap_xmax = $4,
        published_total = published_total + $5, updated_at = now()
 WHERE name = $1";
+/// The tags and `provider_data` of connection streams at given versions ($1 streams, $2
+/// versions, answered in order by `i`), folded as the projection does: tags from the newest
+/// ConnectionAuthorized that names them or ConnectionTagsChanged; `provider_data` from the
+/// newest ConnectionAuthorized (which replaces it) with every later TokenRefreshed's laid
+/// over it (`||`, newest last). Each is a range of the `(stream_id, version)` index.
+const CONNECTION_STATE: &str = "
+SELECT q.i,
+       coalesce((SELECT t.data->'tags' FROM events t
+                 WHERE t.stream_id = q.stream_id AND t.version <= q.version
+                   AND t.type IN ('ConnectionAuthorized', 'ConnectionTagsChanged')
+                   AND jsonb_typeof(t.data->'tags') = 'object'
+                 ORDER BY t.version DESC LIMIT 1), '{}'::jsonb) AS tags,
+       coalesce((SELECT jsonb_object_agg(kv.key, kv.value ORDER BY d.version)
+                 FROM events d
+                 CROSS JOIN LATERAL jsonb_each(CASE jsonb_typeof(d.data->'provider_data')
+                                               WHEN 'object' THEN d.data->'provider_data' ELSE '{}'::jsonb END) kv
+                 WHERE d.stream_id = q.stream_id AND d.version <= q.version
+                   AND d.type IN ('ConnectionAuthorized', 'TokenRefreshed')
+                   AND d.version >= coalesce((SELECT a.version FROM events a
+                                              WHERE a.stream_id = q.stream_id AND a.version <= q.version
+                                                AND a.type = 'ConnectionAuthorized'
+                                              ORDER BY a.version DESC LIMIT 1), 1)), '{}'::jsonb) AS provider_data
+FROM unnest($1::text[], $2::int4[]) WITH ORDINALITY AS q(stream_id, version, i)";
 const LAG: &str = "
 SELECT coalesce(extract(epoch FROM (SELECT max(recorded_at) FROM events)
     - coalesce((SELECT recorded_at FROM events WHERE position <= $1 ORDER BY position DESC LIMIT 1),
@@ -210,7 +245,13 @@ pub fn entry_for(event: &RecordedEvent, previous_type: Option<&str>) -> Option<E
     detail.insert("version".into(), json!(version));
     detail.insert("position".into(), json!(position));
     detail.insert("recorded_at".into(), json!(recorded_at));
-    detail.insert("data".into(), without_secrets(data));
+    let mut data = without_secrets(data);
+    if stream_id.starts_with(CONNECTION_PREFIX)
+        && let Some(provider_data) = data.get_mut("provider_data")
+    {
+        *provider_data = publishable_provider_data(provider_data);
+    }
+    detail.insert("data".into(), data);
     if let Some(actor) = metadata.get("actor") {
         detail.insert("actor".into(), actor.clone());
     }
@@ -220,10 +261,67 @@ pub fn entry_for(event: &RecordedEvent, previous_type: Option<&str>) -> Option<E
     Some(Entry {
         position,
         stream_id: stream_id.to_owned(),
+        version,
         detail_type: detail_type.to_owned(),
         detail: Value::Object(detail),
         time: recorded_at,
     })
+}
+
+const CONNECTION_PREFIX: &str = "connection-";
+
+/// Adds a connection's `tags` and `provider_data` (as they were at the entry's event) to
+/// the entry's `detail`; `provider_data` only as far as [`publishable_provider_data`] lets it.
+pub fn attach_connection_state(entry: &mut Entry, tags: Value, provider_data: &Value) {
+    if let Value::Object(detail) = &mut entry.detail {
+        detail.insert("tags".into(), tags);
+        detail.insert("provider_data".into(), publishable_provider_data(provider_data));
+    }
+}
+
+/// What of a stored `provider_data` may be published: the flat string, number and boolean
+/// values under a name the capture rule accepts (`CapturePath::parse`: never a
+/// secret-looking name, §6.13), no ciphertext. What the capture code stored (only captured
+/// fields, already checked) passes unchanged; older, whole provider answers do not.
+pub fn publishable_provider_data(value: &Value) -> Value {
+    let Value::Object(map) = value else { return Value::Object(Map::new()) };
+    Value::Object(
+        map.iter()
+            .filter(|(k, v)| {
+                matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+                    && !is_ciphertext(v)
+                    && CapturePath::parse(k).is_ok()
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+/// Gives every connection entry of `entries` its connection's state at its event
+/// ([`CONNECTION_STATE`], one query for the page).
+async fn with_connection_state(
+    tx: &tokio_postgres::Transaction<'_>,
+    entries: &mut [Option<Entry>],
+) -> Result<(), RelayError> {
+    let mut wanted: Vec<&mut Entry> =
+        entries.iter_mut().flatten().filter(|e| e.stream_id.starts_with(CONNECTION_PREFIX)).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let streams: Vec<&str> = wanted.iter().map(|e| e.stream_id.as_str()).collect();
+    let versions: Vec<i32> = wanted.iter().map(|e| e.version).collect();
+    let rows = tx.query_typed(CONNECTION_STATE, &[(&streams, Type::TEXT_ARRAY), (&versions, Type::INT4_ARRAY)]).await?;
+    let mut states: Vec<(Value, Value)> = vec![(Value::Object(Map::new()), Value::Object(Map::new())); wanted.len()];
+    for row in rows {
+        let i: i64 = row.get("i");
+        if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| states.get_mut(i)) {
+            *slot = (row.get("tags"), row.get("provider_data"));
+        }
+    }
+    for (entry, (tags, provider_data)) in wanted.iter_mut().zip(states) {
+        attach_connection_state(entry, tags, &provider_data);
+    }
+    Ok(())
 }
 
 /// `value` without secret fields and ciphertexts, at any depth.
@@ -267,17 +365,19 @@ pub async fn run(ctx: &Context, publisher: &impl Publisher, deadline: Instant) -
             .map(|r| Ok((RecordedEvent::from_row(r)?, r.get("previous_type"))))
             .collect::<Result<_, EventStoreError>>()?;
         let full_page = rows.len() as i64 == READ_LIMIT;
+        let mut entries: Vec<Option<Entry>> =
+            rows.iter().map(|(row, previous_type)| entry_for(row, previous_type.as_deref())).collect();
+        with_connection_state(&tx, &mut entries).await?;
         summary.read += rows.len();
         let mut stop = false;
         let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
         // Everything up to `covered` is handled once `batch` is accepted.
         let mut covered = position;
-        for (row, previous_type) in &rows {
+        for ((row, _), entry) in rows.iter().zip(entries) {
             if row.position != covered + 1 && !gap_is_final(&tx, &mut gap, covered + 1).await? {
                 stop = true;
                 break;
             }
-            let entry = entry_for(row, previous_type.as_deref());
             covered = row.position;
             match entry {
                 Some(entry) => batch.push(entry),
@@ -406,6 +506,45 @@ mod tests {
             clean,
             json!({"client_id": "c1", "tokens": {"scopes": ["a"]}, "expires_at": "2026-11-22T13:00:00Z"})
         );
+    }
+
+    #[test]
+    fn of_provider_data_only_flat_values_under_names_the_capture_rule_accepts_are_published() {
+        let stored = json!({
+            "api_domain": "https://www.zohoapis.eu", "team.id": "T1", "user_id": "U1", "ok": true, "n": 3,
+            "id_token": "jwt", "bot_access_token": "xoxb", "client_secret": "s", "session_state": "x",
+            "authed_user": {"id": "U1", "access_token": "xoxp"}, "scopes": ["a"], "note": "v1:k1:abc", "none": null
+        });
+        assert_eq!(
+            publishable_provider_data(&stored),
+            json!({"api_domain": "https://www.zohoapis.eu", "team.id": "T1", "user_id": "U1", "ok": true, "n": 3})
+        );
+        assert_eq!(publishable_provider_data(&json!("x")), json!({}));
+        let mut entry = e_for("ConnectionRevoked");
+        attach_connection_state(&mut entry, json!({"org": "acme"}), &stored);
+        assert_eq!(entry.detail["tags"], json!({"org": "acme"}));
+        assert_eq!(entry.detail["provider_data"]["team.id"], "T1");
+        assert!(entry.detail["provider_data"].get("id_token").is_none());
+    }
+
+    fn e_for(t: &str) -> Entry {
+        let event = RecordedEvent {
+            position: 1,
+            stream_id: "connection-c-1".into(),
+            version: 1,
+            event_type: t.into(),
+            data: json!({"provider_data": {"api_domain": "x", "bot": {"token": "t"}, "id_token": "j"}}),
+            metadata: json!({}),
+            recorded_at: Utc::now(),
+        };
+        entry_for(&event, None).unwrap()
+    }
+
+    #[test]
+    fn a_connection_events_own_provider_data_is_cut_like_the_state_and_tag_changes_are_published() {
+        let entry = e_for("ConnectionAuthorized");
+        assert_eq!(entry.detail["data"]["provider_data"], json!({"api_domain": "x"}));
+        assert_eq!(e_for("ConnectionTagsChanged").detail_type, "ConnectionTagsChanged");
     }
 
     #[test]

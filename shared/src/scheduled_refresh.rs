@@ -93,17 +93,25 @@ impl Summary {
     }
 }
 
+/// Due connections. A client's own expiry buffer (`quirks.expiry_buffer_secs`, §6.14: a
+/// provider that refuses early refreshes) replaces the window for its connections, as
+/// the refresh itself decides, so a buffer longer than the window is not missed and one
+/// shorter does not select what would only be skipped. The index on `expires_at` is scanned
+/// up to the longest of the window and every client's buffer (an init plan over the few
+/// clients that set one); the per-connection bound is then checked on the joined client.
 const CANDIDATES: &str = "
-SELECT connection_id FROM connections
-WHERE status IN ('active', 'refresh_failing')
-  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-  AND ((refresh_token IS NOT NULL
-        AND (expires_at <= now() + make_interval(secs => $1)
-             OR ($2::float8 IS NOT NULL
-                 AND (refresh_token_used_at IS NULL OR refresh_token_used_at <= now() - make_interval(secs => $2)))))
-       -- A client-credentials connection is renewed with the client's credentials (§6.14).
-       OR (grant_type = 'client_credentials' AND expires_at <= now() + make_interval(secs => $1)))
-ORDER BY expires_at NULLS LAST, connection_id
+SELECT c.connection_id FROM connections c LEFT JOIN clients cl ON cl.id = c.client_id
+WHERE c.status IN ('active', 'refresh_failing')
+  AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
+  AND ((c.expires_at <= now() + make_interval(secs => (
+            SELECT greatest($1, max((b.quirks->>'expiry_buffer_secs')::float8)) FROM clients b
+            WHERE b.quirks ? 'expiry_buffer_secs'))
+        AND c.expires_at <= now() + make_interval(secs => coalesce((cl.quirks->>'expiry_buffer_secs')::float8, $1))
+        -- A client-credentials connection is renewed with the client's credentials (§6.14).
+        AND (c.refresh_token IS NOT NULL OR c.grant_type = 'client_credentials'))
+       OR (c.refresh_token IS NOT NULL AND $2::float8 IS NOT NULL
+           AND (c.refresh_token_used_at IS NULL OR c.refresh_token_used_at <= now() - make_interval(secs => $2))))
+ORDER BY c.expires_at NULLS LAST, c.connection_id
 LIMIT $3";
 
 enum Tally {

@@ -454,6 +454,37 @@ async fn the_expiry_buffer_keeps_inline_and_scheduled_refreshes_inside_the_provi
     assert_eq!(w.event_types("connection-patient-1").await, vec!["ConnectionAuthorized"]);
 }
 
+/// A client's expiry buffer longer than `REFRESH_WINDOW_SECONDS` (900) is the scheduled
+/// run's window for its connections (§6.14): a token inside that buffer is a candidate even
+/// though the global window would not pick it, and one outside it is left alone (the
+/// provider would refuse it). A client without a buffer keeps the global window.
+#[tokio::test]
+async fn a_client_buffer_longer_than_the_refresh_window_is_honoured_by_the_scheduled_run() {
+    let w = World::new("client_secret_post").await;
+    // The provider refreshes only in the last 2,400 s of a token's life.
+    w.provider.set(|b| {
+        b.expires_in = Some(1500);
+        b.refresh_window = Some(2400);
+    });
+    let long = register(&w, preset_body(&w, "hubspot", json!({"quirks": {"expiry_buffer_secs": 2000}}))).await;
+    let plain = register(&w, preset_body(&w, "hubspot", json!({}))).await;
+    w.connect(&long, "long-due").await; // 1,500 s left: inside the 2,000 s buffer
+    w.connect(&plain, "plain-1").await; // 1,500 s left: outside the 900 s window
+    w.provider.set(|b| b.expires_in = Some(2300));
+    w.connect(&long, "long-later").await; // 2,300 s left: outside the buffer
+
+    let event: Value = serde_json::from_str(include_str!("../fixtures/eventbridge-schedule.json")).unwrap();
+    let provider = Provider::from_config(w.app.ctx.config()).unwrap();
+    let summary = token_refresh::handle(&w.app.ctx, &provider, &event, SystemTime::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((summary["candidates"].as_u64(), summary["refreshed"].as_u64()), (Some(1), Some(1)), "{summary}");
+    assert_eq!(w.event_types("connection-long-due").await, vec!["ConnectionAuthorized", "TokenRefreshed"]);
+    assert_eq!(w.event_types("connection-long-later").await, vec!["ConnectionAuthorized"]);
+    assert_eq!(w.event_types("connection-plain-1").await, vec!["ConnectionAuthorized"]);
+    assert_eq!(w.provider.state.early_refusals.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 /// `GET /v1/tokens/{id}` with `provider_data` and a client's expiry buffer is still one
 /// statement in one database round trip (DESIGN §6.4: the hot path).
 #[tokio::test]

@@ -323,36 +323,70 @@ async fn lag_is_reported_while_behind() {
     assert_eq!(caught_up.lag_seconds, 0.0);
 }
 
+/// A fresh bus on the moto emulator with a rule sending every `source: keyledger` entry to
+/// a fresh SQS queue, so what EventBridge accepted can be read back.
+struct Bus {
+    name: String,
+    sqs: aws_sdk_sqs::Client,
+    queue: String,
+}
+
+impl Bus {
+    async fn new() -> Self {
+        use aws_sdk_eventbridge::types::Target;
+        crate::helpers::secrets_manager().await; // asserts the emulator is configured
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let eb = aws_sdk_eventbridge::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let bus = format!("keyledger-{id}");
+        eb.create_event_bus().name(&bus).send().await.unwrap();
+        let queue = sqs.create_queue().queue_name(format!("kl-{id}")).send().await.unwrap().queue_url.unwrap();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        eb.put_rule()
+            .name("all")
+            .event_bus_name(&bus)
+            .event_pattern(r#"{"source": ["keyledger"]}"#)
+            .send()
+            .await
+            .unwrap();
+        eb.put_targets()
+            .rule("all")
+            .event_bus_name(&bus)
+            .targets(Target::builder().id("q").arn(arn).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        Self { name: bus, sqs, queue }
+    }
+
+    /// The raw bodies of at least `n` delivered entries (fewer if they never come).
+    async fn receive(&self, n: usize) -> Vec<String> {
+        let mut received = Vec::new();
+        for _ in 0..10 {
+            let out =
+                self.sqs.receive_message().queue_url(&self.queue).max_number_of_messages(10).send().await.unwrap();
+            received.extend(out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body));
+            if received.len() >= n {
+                break;
+            }
+        }
+        received
+    }
+}
+
 #[tokio::test]
 async fn entries_reach_a_real_eventbridge_bus() {
-    use aws_sdk_eventbridge::types::Target;
-    crate::helpers::secrets_manager().await; // asserts the emulator is configured
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let eb = aws_sdk_eventbridge::Client::new(&config);
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let bus = format!("keyledger-{id}");
-    eb.create_event_bus().name(&bus).send().await.unwrap();
-    let queue = sqs.create_queue().queue_name(format!("kl-{id}")).send().await.unwrap().queue_url.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    eb.put_rule().name("all").event_bus_name(&bus).event_pattern(r#"{"source": ["keyledger"]}"#).send().await.unwrap();
-    eb.put_targets()
-        .rule("all")
-        .event_bus_name(&bus)
-        .targets(Target::builder().id("q").arn(arn).build().unwrap())
-        .send()
-        .await
-        .unwrap();
-
+    let bus = Bus::new().await;
     let app = TestApp::new().await;
     let positions = append(
         &app,
@@ -365,7 +399,7 @@ async fn entries_reach_a_real_eventbridge_bus() {
     .await;
     let summary = events_relay::handle(
         &app.ctx,
-        &relay::EventBridge::new(bus.clone()),
+        &relay::EventBridge::new(bus.name.clone()),
         &serde_json::from_str(include_str!("../fixtures/schedule.json")).unwrap(),
         soon(),
     )
@@ -373,14 +407,7 @@ async fn entries_reach_a_real_eventbridge_bus() {
     .unwrap();
     assert_eq!(summary["published"], 2, "{summary}");
 
-    let mut received = Vec::new();
-    for _ in 0..10 {
-        let out = sqs.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.unwrap();
-        received.extend(out.messages.unwrap_or_default().into_iter().filter_map(|m| m.body));
-        if received.len() >= 2 {
-            break;
-        }
-    }
+    let received = bus.receive(2).await;
     let mut bodies: Vec<Value> = received.iter().map(|b| serde_json::from_str(b).unwrap()).collect();
     bodies.sort_by_key(|b| b["detail"]["position"].as_i64());
     assert_eq!(bodies.len(), 2, "{received:?}");
@@ -390,4 +417,176 @@ async fn entries_reach_a_real_eventbridge_bus() {
     assert_eq!(bodies[0]["detail"]["connection_id"], "branch-42");
     assert!(!received.concat().contains("v1:k1"));
     assert_eq!(bodies[1]["detail-type"], "ReauthorizationRequired");
+}
+
+/// Publishes through the moto bus what the log holds after `publish` has run, and returns
+/// the delivered entries ordered by position, with their raw bodies joined.
+async fn publish_all(app: &TestApp, bus: &Bus, expected: usize) -> (Vec<Value>, String) {
+    let summary = events_relay::handle(
+        &app.ctx,
+        &relay::EventBridge::new(bus.name.clone()),
+        &serde_json::from_str(include_str!("../fixtures/schedule.json")).unwrap(),
+        soon(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary["published"], expected, "{summary}");
+    let received = bus.receive(expected).await;
+    let mut bodies: Vec<Value> = received.iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    bodies.sort_by_key(|b| b["detail"]["position"].as_i64());
+    assert_eq!(bodies.len(), expected, "{received:?}");
+    (bodies, received.concat())
+}
+
+/// DESIGN §6.14: every entry of a connection carries the connection's tags and its captured
+/// `provider_data` as they were at that event; ConnectionTagsChanged is published; nothing
+/// a provider answered besides the captured fields, and no token, reaches the bus.
+#[tokio::test]
+async fn connection_entries_carry_tags_and_captured_provider_data_and_tag_changes_are_published() {
+    use axum::http::{Method, StatusCode};
+
+    use crate::{helpers::call, oauth_world::World};
+
+    let bus = Bus::new().await;
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| {
+        b.errors_in_200 = true;
+        b.dead_refresh_code = "invalid_code".into();
+        b.scope_style = crate::fake_provider::ScopeStyle::Comma;
+        b.callback_extra = vec![
+            ("accounts-server".into(), "https://accounts.zoho.eu".into()),
+            ("secret_thing".into(), "do-not-keep-me".into()),
+        ];
+        b.extra =
+            serde_json::from_value(json!({"api_domain": "https://www.zohoapis.eu", "id_token": "jwt-x"})).unwrap();
+    });
+    let key = Some(w.app.admin_key.as_str());
+    let mut body = json!({
+        "preset": "zoho",
+        "authorize_url": w.provider.url("/authorize"),
+        "token_url": w.provider.url("/token"),
+        "revoke_url": w.provider.url("/revoke"),
+        "client_id": "kl-client",
+        "client_secret": w.client_secret,
+        "redirect_uri": "http://127.0.0.1:9/oauth/callback",
+        "scopes": ["read", "write"],
+    });
+    let created = call(&w.admin, Method::POST, "/v1/clients", key, Some(body.take())).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let client = created.json["id"].as_str().unwrap().to_owned();
+
+    // Authorized with tags, through the browser.
+    let tags = json!({"end_user_id": "u-7", "organization_id": "acme"});
+    let start = json!({"client_id": client, "connection_id": "zoho-7", "tags": tags});
+    let started = call(&w.tokens, Method::POST, "/v1/connections/authorize", key, Some(start)).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let query = w.consent(started.json["authorize_url"].as_str().unwrap()).await;
+    assert_eq!(w.callback(&query, "application/json").await.status, StatusCode::OK);
+    let token = w.token("zoho-7").await.json["access_token"].as_str().unwrap().to_owned();
+    // The tags change; a refresh fails, then succeeds with a new captured value (recovered);
+    // the grant dies; the connection is revoked.
+    let new_tags = json!({"end_user_id": "u-7", "organization_id": "globex"});
+    let patched = call(&w.tokens, Method::PATCH, "/v1/connections/zoho-7", key, Some(json!({"tags": new_tags}))).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    w.provider.set(|b| b.fail_status = Some(503));
+    // Transient: recorded as TokenRefreshFailed (the answer may still be the current token).
+    call(&w.tokens, Method::POST, "/v1/tokens/zoho-7/refresh", key, None).await;
+    w.provider.set(|b| {
+        b.fail_status = None;
+        b.extra.insert("api_domain".into(), json!("https://www.zohoapis.in"));
+    });
+    let refreshed = call(&w.tokens, Method::POST, "/v1/tokens/zoho-7/refresh", key, None).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+    let refreshed_token = refreshed.json["access_token"].as_str().unwrap().to_owned();
+    w.provider.set(|b| b.refuse_refresh = true);
+    let dead = call(&w.tokens, Method::POST, "/v1/tokens/zoho-7/refresh", key, None).await;
+    assert_eq!(dead.status, StatusCode::CONFLICT, "{}", dead.text);
+    let revoked = call(&w.tokens, Method::DELETE, "/v1/connections/zoho-7", key, None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text);
+    assert_eq!(
+        w.event_types("connection-zoho-7").await,
+        vec![
+            "ConnectionAuthorized",
+            "ConnectionTagsChanged",
+            "TokenRefreshFailed",
+            "TokenRefreshed",
+            "ReauthorizationRequired",
+            "ConnectionRevoked"
+        ]
+    );
+
+    let (bodies, all) = publish_all(&w.app, &bus, 5).await;
+    let types: Vec<&str> = bodies.iter().map(|b| b["detail-type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "ConnectionAuthorized",
+            "ConnectionTagsChanged",
+            "ConnectionRecovered",
+            "ReauthorizationRequired",
+            "ConnectionRevoked"
+        ]
+    );
+    let first_data = json!({"api_domain": "https://www.zohoapis.eu", "accounts-server": "https://accounts.zoho.eu"});
+    let later_data = json!({"api_domain": "https://www.zohoapis.in", "accounts-server": "https://accounts.zoho.eu"});
+    let expected = [
+        (&tags, &first_data),
+        (&new_tags, &first_data),
+        (&new_tags, &later_data),
+        (&new_tags, &later_data),
+        (&new_tags, &later_data),
+    ];
+    for (body, (tags, provider_data)) in bodies.iter().zip(expected) {
+        let detail = &body["detail"];
+        assert_eq!(detail["connection_id"], "zoho-7");
+        assert_eq!(&detail["tags"], tags, "{detail}");
+        assert_eq!(&detail["provider_data"], provider_data, "{detail}");
+    }
+    assert_eq!(bodies[0]["detail"]["data"]["provider_data"], first_data);
+    assert_eq!(bodies[0]["detail"]["data"]["tags"], tags);
+    assert_eq!(bodies[1]["detail"]["data"], json!({"tags": new_tags}));
+    assert!(bodies[1]["detail"]["actor"].as_str().is_some_and(|a| a.starts_with("admin")), "{}", bodies[1]);
+    for secret in [token.as_str(), refreshed_token.as_str(), &w.client_secret, "jwt-x", "do-not-keep-me", "v1:"] {
+        assert!(!all.contains(secret), "{secret} reached the bus: {all}");
+    }
+    for field in ["\"access_token\"", "\"refresh_token\"", "id_token", "secret_thing"] {
+        assert!(!all.contains(field), "{field} reached the bus: {all}");
+    }
+}
+
+/// An event written before capture lists existed may hold a whole provider answer in
+/// `provider_data`: only flat values under names the capture rule accepts are published.
+#[tokio::test]
+async fn a_whole_provider_answer_in_an_old_event_is_cut_to_what_the_capture_rule_accepts() {
+    let bus = Bus::new().await;
+    let app = TestApp::new().await;
+    let answer = json!({
+        "api_domain": "https://www.zohoapis.com", "team.id": "T1", "ok": true,
+        "id_token": "jwt-sekrit", "bot_access_token": "xoxb-sekrit", "session_state": "sess-sekrit",
+        "authed_user": {"id": "U1", "access_token": "xoxp-sekrit"}, "scopes": ["a"], "note": "v1:k1:zzz",
+    });
+    append(
+        &app,
+        "connection-legacy-1",
+        &[ev(
+            "ConnectionAuthorized",
+            json!({"client_id": "c", "access_token": "v1:k1:at", "scopes": ["a"], "provider_data": answer}),
+        )],
+    )
+    .await;
+    append(&app, "connection-legacy-1", &[ev("ConnectionTagsChanged", json!({"tags": {"org": "acme"}}))]).await;
+    append(&app, "connection-legacy-1", &[ev("ConnectionRevoked", json!({"provider_revocation": "not_supported"}))])
+        .await;
+
+    let (bodies, all) = publish_all(&app, &bus, 3).await;
+    let kept = json!({"api_domain": "https://www.zohoapis.com", "team.id": "T1", "ok": true});
+    assert_eq!(bodies[0]["detail"]["data"]["provider_data"], kept);
+    assert_eq!(bodies[0]["detail"]["tags"], json!({}), "untagged until the change");
+    for (body, tags) in bodies.iter().zip([json!({}), json!({"org": "acme"}), json!({"org": "acme"})]) {
+        assert_eq!(body["detail"]["provider_data"], kept, "{body}");
+        assert_eq!(body["detail"]["tags"], tags, "{body}");
+    }
+    for secret in ["sekrit", "v1:", "xox"] {
+        assert!(!all.contains(secret), "{secret} reached the bus: {all}");
+    }
 }
