@@ -90,6 +90,9 @@ async fn a_checked_out_license_file_verifies_with_an_independent_jose_library() 
     let data: Value =
         client.query_one("SELECT data FROM events WHERE type = 'LicenseCheckedOut'", &[]).await.unwrap().get(0);
     assert_eq!(data["expires_at"], answer.json["expires_at"]);
+    // The fields the README's outbound-events table shows.
+    assert_eq!(data["installation_id"], "pc-1");
+    assert!(data["issued_at"].is_string() && data["key_id"].is_string(), "{data}");
     assert!(!data.to_string().contains(&key), "no key in the event");
     assert!(shared::relay::PUBLISHED_TYPES.contains(&"LicenseCheckedOut"));
     w.replay_is_clean().await;
