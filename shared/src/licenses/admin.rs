@@ -72,10 +72,10 @@ pub struct License {
     pub installations: Option<Vec<Installation>>,
 }
 
-const LICENSE_COLUMNS: &str = "l.id, l.email, l.status, l.max_installations, l.max_inactive_days, l.expires_at, \
-     l.metadata, l.entitlements, l.created_at, l.updated_at, \
-     l.installations_used::bigint AS used, \
-     l.expires_at IS NOT NULL AND l.expires_at <= now() AS expired, l.license_key";
+/// A license with its counts, as [`license_from_row`] reads it; each statement adds its `WHERE`.
+const BY_ID: &str = concat!(include_str!("sql/license.sql"), include_str!("sql/license_where_id.sql"));
+const BY_HASH: &str = concat!(include_str!("sql/license.sql"), include_str!("sql/license_where_hash.sql"));
+const LIST: &str = concat!(include_str!("sql/license.sql"), include_str!("sql/license_where_list.sql"));
 
 fn license_from_row(row: &Row) -> Result<License, Error> {
     Ok(License {
@@ -183,7 +183,7 @@ pub(crate) struct Issue {
     pub status: LicenseStatus,
 }
 
-const KEY_TAKEN: &str = "SELECT 1 FROM licenses WHERE key_hash = $1";
+const KEY_TAKEN: &str = include_str!("sql/key_taken.sql");
 
 /// Appends `LicenseIssued` (and a status event for imported suspended/revoked licenses) in
 /// one transaction; `license_key_exists` when the key is already known.
@@ -255,26 +255,15 @@ enum Find {
     Hash([u8; 32]),
 }
 
-const INSTALLATIONS: &str = "
-SELECT installation_id, name, activated_at, last_seen_at FROM installations
-WHERE license_id = $1 ORDER BY activated_at, installation_id";
+const INSTALLATIONS: &str = include_str!("sql/installations.sql");
 
 async fn fetch(ctx: &Context, find: Find, reveal: bool) -> Result<Option<License>, Error> {
     let client = ctx.db().get().await?;
     let rows = match &find {
-        Find::Id(id) => {
-            client
-                .query_typed(&format!("SELECT {LICENSE_COLUMNS} FROM licenses l WHERE l.id = $1"), &[(id, Type::UUID)])
-                .await?
-        }
+        Find::Id(id) => client.query_typed(BY_ID, &[(id, Type::UUID)]).await?,
         Find::Hash(hash) => {
             let hash = hash.as_slice();
-            client
-                .query_typed(
-                    &format!("SELECT {LICENSE_COLUMNS}, l.key_hash FROM licenses l WHERE l.key_hash = $1"),
-                    &[(&hash, Type::BYTEA)],
-                )
-                .await?
+            client.query_typed(BY_HASH, &[(&hash, Type::BYTEA)]).await?
         }
     };
     let Some(row) = rows.first() else { return Ok(None) };
@@ -343,12 +332,6 @@ pub struct ListFilter {
     pub cursor: Option<String>,
 }
 
-const LIST: &str = "
-WHERE ($1::text IS NULL OR lower(l.email) = lower($1::text))
-  AND ($2::text IS NULL OR l.status = $2::text)
-  AND ($3::uuid IS NULL OR l.id < $3::uuid)
-ORDER BY l.id DESC LIMIT $4";
-
 /// Licenses, newest first, never with their keys.
 pub async fn list(ctx: &Context, filter: ListFilter) -> Result<Page<License>, Error> {
     let limit = page_limit(filter.limit).map_err(|e| Error::invalid("limit", e.detail))?;
@@ -359,10 +342,7 @@ pub async fn list(ctx: &Context, filter: ListFilter) -> Result<Page<License>, Er
     let fetch = limit + 1;
     let rows = ctx
         .db()
-        .query(
-            &format!("SELECT {LICENSE_COLUMNS} FROM licenses l {LIST}"),
-            &[(&email, Type::TEXT), (&status, Type::TEXT), (&after, Type::UUID), (&fetch, Type::INT8)],
-        )
+        .query(LIST, &[(&email, Type::TEXT), (&status, Type::TEXT), (&after, Type::UUID), (&fetch, Type::INT8)])
         .await?;
     let mut items: Vec<License> = rows.iter().map(license_from_row).collect::<Result<_, _>>()?;
     let next_cursor = (items.len() as i64 > limit).then(|| {
@@ -399,9 +379,7 @@ pub struct LicensePatch {
     pub entitlements: Option<Entitlements>,
 }
 
-const LOCK_BY_ID: &str = "
-SELECT email, status, max_installations, max_inactive_days, expires_at, metadata, entitlements, version
-FROM licenses WHERE id = $1 FOR UPDATE";
+const LOCK_BY_ID: &str = include_str!("sql/lock_by_id.sql");
 
 /// A license row as an operator's change reads it, under the row's lock.
 struct Current {
@@ -518,7 +496,7 @@ pub async fn revoke(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), 
     append_and_commit(tx, id, &current, &events, metadata).await
 }
 
-const INSTALLATION: &str = "SELECT last_seen_at FROM installations WHERE license_id = $1 AND installation_id = $2";
+const INSTALLATION: &str = include_str!("sql/installation.sql");
 
 /// Frees an installation's slot (`DELETE /v1/licenses/{id}/installations/{installation_id}`).
 pub async fn remove_installation(
