@@ -18,6 +18,7 @@ const UPDATE_LICENSE: &str = include_str!("sql/projection_update.sql");
 const SET_STATUS: &str = include_str!("sql/projection_set_status.sql");
 const ACTIVATED: &str = include_str!("sql/projection_activated.sql");
 const DEACTIVATED: &str = include_str!("sql/projection_deactivated.sql");
+const VERSION: &str = include_str!("sql/projection_version.sql");
 const INSTALLATION_KNOWN: &str = include_str!("sql/installation_known.sql");
 
 /// Applies one `license-` event to the `licenses` and `installations` projections.
@@ -105,11 +106,7 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
         }
         LicenseEvent::LicenseCheckedOut { id, .. } => {
             // Nothing to project but the stream's version (the checks lock and compare it).
-            tx.query_typed(
-                "UPDATE licenses SET version = $2 WHERE id = $1",
-                &[(&id, Type::UUID), (version, Type::INT4)],
-            )
-            .await?;
+            tx.query_typed(VERSION, &[(&id, Type::UUID), (version, Type::INT4)]).await?;
         }
         LicenseEvent::InstallationDeactivated { id, installation_id, .. } => {
             tx.query_typed(DEACTIVATED, &[(&id, Type::UUID), (&installation_id, Type::TEXT), (version, Type::INT4)])
