@@ -1,17 +1,18 @@
 //! The operator's changes to an issued license: terms and status (`update`), revocation for
-//! good (`revoke`) and freeing an installation's slot (`remove_installation`). Each takes the
-//! license row's lock, reads the version under it and appends at exactly that version.
+//! good (`revoke`) and freeing an installation's slot (`remove_installation`). Each is one
+//! [`projections::update`]: lock the license row, decide from it, append at the version read
+//! under the lock, commit.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio_postgres::{Transaction, types::Type};
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
-use super::{Find, License, check_inactive_days, check_max_installations, check_metadata, fetch};
+use super::{Find, License, check_inactive_days, check_max_installations, check_metadata, fetch, license_from_row};
 use crate::{
     context::Context,
-    events::{ExpectedVersion, Metadata},
+    events::Metadata,
     licenses::{
         DeactivationReason, Email, Entitlements, Error, LicenseEvent, LicenseStatus, PROJECTOR, events::double_option,
         stream,
@@ -46,56 +47,15 @@ pub struct LicensePatch {
     pub entitlements: Option<Entitlements>,
 }
 
-const LOCK_BY_ID: &str = include_str!("../sql/lock_by_id.sql");
-
-/// A license row as an operator's change reads it, under the row's lock.
-struct Current {
-    email: String,
-    status: LicenseStatus,
-    max_installations: i32,
-    max_inactive_days: Option<i32>,
-    expires_at: Option<DateTime<Utc>>,
-    metadata: Value,
-    entitlements: Vec<String>,
-    version: i32,
-}
-
-/// Takes license `id`'s row lock for the rest of `tx` (every writer of the stream does, so
-/// the version read here is still current at the append); [`Error::NotFound`] without one.
-async fn lock_by_id(tx: &Transaction<'_>, id: Uuid) -> Result<Current, Error> {
-    let rows = tx.query_typed(LOCK_BY_ID, &[(&id, Type::UUID)]).await?;
-    let row = rows.first().ok_or(Error::NotFound(id))?;
-    Ok(Current {
-        email: row.try_get("email")?,
-        status: LicenseStatus::from_db(row.try_get("status")?)?,
-        max_installations: row.try_get("max_installations")?,
-        max_inactive_days: row.try_get("max_inactive_days")?,
-        expires_at: row.try_get("expires_at")?,
-        metadata: row.try_get("metadata")?,
-        entitlements: row.try_get("entitlements")?,
-        version: row.try_get("version")?,
-    })
-}
-
-/// Appends `events` (when there are any) at the version read under the lock, then commits.
-async fn append_and_commit(
-    tx: deadpool_postgres::Transaction<'_>,
-    id: Uuid,
-    current: &Current,
-    events: &[LicenseEvent],
-    metadata: &Metadata,
-) -> Result<(), Error> {
-    if !events.is_empty() {
-        projections::record(&tx, &PROJECTOR, &stream(id), ExpectedVersion::Exact(current.version), events, metadata)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
+/// The license row under its lock, read as [`License`] (with `version`).
+const LOCK: &str = concat!(include_str!("../sql/license.sql"), include_str!("../sql/license_lock_id.sql"));
+/// The license row's version under its lock, with the installation's `last_seen_at` (null
+/// when the license has no such installation).
+const LOCK_INSTALLATION: &str = include_str!("../sql/lock_installation.sql");
 
 /// The events a PATCH makes of `current`: only what actually changes, so a PATCH that
 /// repeats the current terms appends nothing.
-fn patch_events(id: Uuid, current: &Current, patch: LicensePatch, metadata: Option<Value>) -> Vec<LicenseEvent> {
+fn patch_events(id: Uuid, current: &License, patch: LicensePatch, metadata: Option<Value>) -> Vec<LicenseEvent> {
     let email = patch.email.map(String::from).filter(|e| *e != current.email);
     let max_installations = patch.max_installations.filter(|n| *n != current.max_installations);
     let max_inactive_days = patch.max_inactive_days.filter(|d| *d != current.max_inactive_days);
@@ -141,29 +101,28 @@ pub async fn update(ctx: &Context, id: Uuid, mut patch: LicensePatch, metadata: 
     }
     let new_metadata = patch.metadata.take().map(|m| check_metadata(Some(m))).transpose()?;
 
-    let mut client = ctx.db().get().await?;
-    let tx = client.transaction().await?;
-    let current = lock_by_id(&tx, id).await?;
-    if current.status == LicenseStatus::Revoked {
-        return Err(Error::Revoked(id));
-    }
-    let events = patch_events(id, &current, patch, new_metadata);
-    append_and_commit(tx, id, &current, &events, metadata).await?;
-    drop(client);
+    // Every writer of the stream takes the row's lock, so the version read under it is
+    // still current at the append.
+    projections::update::<_, Error>(ctx.db(), &PROJECTOR, &stream(id), LOCK, &[(&id, Type::UUID)], metadata, |row| {
+        let current = license_from_row(row.ok_or(Error::NotFound(id))?)?;
+        if current.status == LicenseStatus::Revoked {
+            return Err(Error::Revoked(id));
+        }
+        Ok(patch_events(id, &current, patch, new_metadata))
+    })
+    .await?;
     fetch(ctx, Find::Id(id), false).await?.ok_or(Error::NotFound(id))
 }
 
 /// Revokes a license for good (`DELETE /v1/licenses/{id}`); revoking again changes nothing.
 pub async fn revoke(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), Error> {
-    let mut client = ctx.db().get().await?;
-    let tx = client.transaction().await?;
-    let current = lock_by_id(&tx, id).await?;
-    let events =
-        if current.status == LicenseStatus::Revoked { vec![] } else { vec![LicenseEvent::LicenseRevoked { id }] };
-    append_and_commit(tx, id, &current, &events, metadata).await
+    projections::update::<_, Error>(ctx.db(), &PROJECTOR, &stream(id), LOCK, &[(&id, Type::UUID)], metadata, |row| {
+        let current = license_from_row(row.ok_or(Error::NotFound(id))?)?;
+        Ok(if current.status == LicenseStatus::Revoked { vec![] } else { vec![LicenseEvent::LicenseRevoked { id }] })
+    })
+    .await?;
+    Ok(())
 }
-
-const INSTALLATION: &str = include_str!("../sql/installation.sql");
 
 /// Frees an installation's slot (`DELETE /v1/licenses/{id}/installations/{installation_id}`).
 pub async fn remove_installation(
@@ -172,16 +131,21 @@ pub async fn remove_installation(
     installation_id: &str,
     metadata: &Metadata,
 ) -> Result<(), Error> {
-    let mut client = ctx.db().get().await?;
-    let tx = client.transaction().await?;
-    let current = lock_by_id(&tx, id).await?;
-    let rows = tx.query_typed(INSTALLATION, &[(&id, Type::UUID), (&installation_id, Type::TEXT)]).await?;
-    let installation = rows.first().ok_or(Error::InstallationNotFound(id))?;
-    let event = LicenseEvent::InstallationDeactivated {
-        id,
-        installation_id: installation_id.to_owned(),
-        reason: DeactivationReason::Operator,
-        last_seen_at: installation.try_get("last_seen_at")?,
-    };
-    append_and_commit(tx, id, &current, &[event], metadata).await
+    let params: &[(&(dyn ToSql + Sync), Type)] = &[(&id, Type::UUID), (&installation_id, Type::TEXT)];
+    projections::update::<_, Error>(ctx.db(), &PROJECTOR, &stream(id), LOCK_INSTALLATION, params, metadata, |row| {
+        let row = row.ok_or(Error::NotFound(id))?;
+        // `last_seen_at` is never null on an installation: null is the join finding none.
+        let last_seen_at: Option<DateTime<Utc>> = row.try_get("last_seen_at")?;
+        if last_seen_at.is_none() {
+            return Err(Error::InstallationNotFound(id));
+        }
+        Ok(vec![LicenseEvent::InstallationDeactivated {
+            id,
+            installation_id: installation_id.to_owned(),
+            reason: DeactivationReason::Operator,
+            last_seen_at,
+        }])
+    })
+    .await?;
+    Ok(())
 }
