@@ -25,7 +25,6 @@ pub async fn connections(
     token_url: &str,
     expires_at: DateTime<Utc>,
 ) -> anyhow::Result<Vec<String>> {
-    let err = |e: shared::http::ApiError| anyhow::anyhow!("{e}");
     let client = clients::create(
         ctx,
         NewClient {
@@ -51,7 +50,7 @@ pub async fn connections(
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let keyring = ctx.keyring().await.map_err(err)?;
+    let keyring = ctx.keyring().await?;
     let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
     let mut db = ctx.db().get().await?;
     for chunk in ids.chunks(500) {

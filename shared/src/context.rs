@@ -14,7 +14,7 @@ use crate::{
     db::Db,
     events::Metadata,
     http::ApiError,
-    secrets::{CachedSecret, SecretsClient, parse_plain},
+    secrets::{CachedSecret, SecretsClient, SecretsError, parse_plain},
     signing::SigningKeys,
 };
 
@@ -89,11 +89,11 @@ impl Context {
         &self.inner.secrets
     }
 
-    /// The encryption key ring; a 500 (logged) when it is not configured or unreadable.
-    pub async fn keyring(&self) -> Result<Arc<KeyRing>, ApiError> {
-        let cache =
-            self.inner.keyring.as_ref().ok_or_else(|| ApiError::internal("ENCRYPTION_KEYS is not configured"))?;
-        cache.get().await.map_err(ApiError::internal)
+    /// The encryption key ring; [`SecretsError::NotConfigured`] without `ENCRYPTION_KEYS`,
+    /// or why it could not be read. Each domain says what that means for it.
+    pub async fn keyring(&self) -> Result<Arc<KeyRing>, SecretsError> {
+        let cache = self.inner.keyring.as_ref().ok_or(SecretsError::NotConfigured("ENCRYPTION_KEYS"))?;
+        cache.get().await
     }
 
     /// SHA-256 of the bootstrap admin key, when one is configured.

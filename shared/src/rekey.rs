@@ -28,7 +28,6 @@ use crate::{
     context::Context,
     crypto::{KeyRing, Owner},
     db::DbError,
-    http::ApiError,
 };
 
 /// Rows re-encrypted per transaction.
@@ -138,7 +137,7 @@ impl From<tokio_postgres::Error> for RekeyError {
 /// Re-encrypts every sealed column under the ring's current key (see the module doc);
 /// `dry_run` counts what would change and writes nothing.
 pub async fn rekey(ctx: &Context, dry_run: bool) -> Result<Report, RekeyError> {
-    let ring = ctx.keyring().await.map_err(|e: ApiError| RekeyError::KeyRing(e.to_string()))?;
+    let ring = ctx.keyring().await.map_err(|e| RekeyError::KeyRing(e.to_string()))?;
     let mut report = Report { current_key: ring.current_key_id().to_owned(), dry_run, ..Report::default() };
     let mut client = ctx.db().get().await?;
     for sealed in SEALED {

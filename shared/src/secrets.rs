@@ -48,6 +48,9 @@ pub enum SecretsError {
         /// The secret id.
         id: String,
     },
+    /// The secret's variable is not set (neither the value nor its Secrets Manager id).
+    #[error("{0} is not configured")]
+    NotConfigured(&'static str),
     /// The value exists but does not have the expected shape.
     #[error("secret '{name}' is malformed: {reason}")]
     Malformed {

@@ -39,8 +39,7 @@ fn check_provider_urls(ctx: &Context, settings: &ClientSettings) -> Result<(), E
 }
 
 async fn keyring(ctx: &Context) -> Result<std::sync::Arc<KeyRing>, Error> {
-    // `Context::keyring` logs the cause itself.
-    ctx.keyring().await.map_err(|_| Error::Keys)
+    ctx.keyring().await.map_err(Error::Keys)
 }
 
 /// Registers a client.

@@ -52,9 +52,9 @@ pub enum Error {
     /// A stored value could not be read back (a projection row no code writes).
     #[error("stored client data is unreadable: {0}")]
     Corrupt(String),
-    /// The encryption keys could not be loaded (the cause is logged where it happened).
+    /// The encryption keys could not be loaded.
     #[error("the encryption keys are unavailable")]
-    Keys,
+    Keys(#[source] crate::secrets::SecretsError),
     /// The event store refused or failed (a concurrent change, the database).
     #[error(transparent)]
     Store(#[from] EventStoreError),

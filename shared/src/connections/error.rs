@@ -1,7 +1,7 @@
 //! What can go wrong with a connection, in the domain's words; `http::map::connections`
 //! gives each outcome its status and `code` (DESIGN §6.2–§6.4, §6.14).
 
-use crate::{auth, clients, crypto::CryptoError, db::DbError, events::EventStoreError, http::ApiError};
+use crate::{auth, clients, crypto::CryptoError, db::DbError, events::EventStoreError, oauth, secrets::SecretsError};
 
 use super::ConnectionId;
 
@@ -92,10 +92,12 @@ pub enum Error {
     /// A client operation failed (not found, a bad `return_to`, its stored settings).
     #[error(transparent)]
     Client(#[from] clients::Error),
-    /// An error of a module that still answers in HTTP terms (`Context`'s key ring, `oauth`'s
-    /// pending states), passed through as it is.
-    #[error(transparent)]
-    Upstream(#[from] ApiError),
+    /// The encryption key ring (tokens, PKCE verifiers) is not configured or unreadable.
+    #[error("the encryption key ring is unavailable")]
+    KeyRing(#[from] SecretsError),
+    /// A pending authorization (`oauth_states`) could not be stored or read back.
+    #[error("a pending authorization could not be stored or read")]
+    PendingAuthorization(#[from] oauth::StateError),
 }
 
 impl From<tokio_postgres::Error> for Error {

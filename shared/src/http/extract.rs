@@ -156,21 +156,29 @@ fn enum_variants<T: DeserializeOwned>(original: &Value, path: &str) -> Option<St
     Some(strip_position(rest))
 }
 
+/// One step of a `serde_path_to_error` path (`records[1].service`): a member, or an index
+/// (`None` when it is not a number, so that nothing is found).
+enum Step<'a> {
+    Member(&'a str),
+    Index(Option<usize>),
+}
+
+/// The steps of `path`; `.` and the empty path have none (the root).
+fn steps(path: &str) -> impl Iterator<Item = Step<'_>> {
+    path.split('.').flat_map(|part| {
+        let (name, indexes) = part.find('[').map_or((part, ""), |i| (&part[..i], &part[i..]));
+        (!name.is_empty())
+            .then_some(Step::Member(name))
+            .into_iter()
+            .chain(indexes.split(['[', ']']).filter(|s| !s.is_empty()).map(|index| Step::Index(index.parse().ok())))
+    })
+}
+
 fn value_at_mut<'a>(root: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    let mut current = root;
-    for part in path.split('.') {
-        let (name, indexes) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !name.is_empty() {
-            current = current.as_object_mut()?.get_mut(name)?;
-        }
-        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
-            current = current.as_array_mut()?.get_mut(index.parse::<usize>().ok()?)?;
-        }
-    }
-    Some(current)
+    steps(path).try_fold(root, |current, step| match step {
+        Step::Member(name) => current.as_object_mut()?.get_mut(name),
+        Step::Index(index) => current.as_array_mut()?.get_mut(index?),
+    })
 }
 
 fn found_name(refused: Option<&Value>) -> &'static str {
@@ -187,23 +195,10 @@ fn found_name(refused: Option<&Value>) -> &'static str {
 
 /// The value at a `serde_path_to_error` path (`records[1].service`), when it can be found.
 fn value_at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
-    if path == "." || path.is_empty() {
-        return Some(root);
-    }
-    let mut current = root;
-    for part in path.split('.') {
-        let (name, indexes) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
-        };
-        if !name.is_empty() {
-            current = current.as_object()?.get(name)?;
-        }
-        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
-            current = current.as_array()?.get(index.parse::<usize>().ok()?)?;
-        }
-    }
-    Some(current)
+    steps(path).try_fold(root, |current, step| match step {
+        Step::Member(name) => current.as_object()?.get(name),
+        Step::Index(index) => current.as_array()?.get(index?),
+    })
 }
 
 /// serde's messages quote the refused value (`invalid type: string "sk_live_…", expected

@@ -127,7 +127,7 @@ pub fn plan_deactivation(terms: &Terms, activated: bool) -> Option<CheckCode> {
 /// transaction alone) and reads the projection's `installations_used`. It is a PL/pgSQL
 /// function so that its plans are cached in the backend; this unnamed statement itself is
 /// trivial to plan.
-const VALIDATE: &str = "SELECT * FROM license_validate($1, $2, $3)";
+const VALIDATE: &str = include_str!("sql/validate.sql");
 
 /// `POST /v1/licenses/validate`: one SQL statement that reads and, when valid, updates
 /// `last_seen_at`.
@@ -168,18 +168,11 @@ pub async fn validate(ctx: &Context, request: CheckRequest) -> Result<CheckAnswe
 
 // ---- activate and deactivate -----------------------------------------------------------
 
-const LOCK_BY_HASH: &str = "
-SELECT id, status, expires_at, max_installations, max_inactive_days, entitlements, version, key_hash,
-       expires_at IS NOT NULL AND expires_at <= now() AS expired, now() AS now
-FROM licenses WHERE key_hash = $1 FOR UPDATE";
+const LOCK_BY_HASH: &str = include_str!("sql/lock_by_hash.sql");
 
-const SLOTS: &str = "
-SELECT installation_id, activated_at, last_seen_at FROM installations
-WHERE license_id = $1 ORDER BY last_seen_at, activated_at, installation_id";
+const SLOTS: &str = include_str!("sql/slots.sql");
 
-pub(super) const TOUCH: &str = "
-UPDATE installations SET last_seen_at = now()
-WHERE license_id = $1 AND installation_id = $2 RETURNING last_seen_at";
+pub(super) const TOUCH: &str = include_str!("sql/touch.sql");
 
 /// A license row under its lock, with its slots.
 pub(super) struct Locked {

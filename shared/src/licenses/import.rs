@@ -125,32 +125,34 @@ fn text(v: Sql) -> Option<String> {
     }
 }
 
+/// The old service's tables, in SQLite's dialect, read by column name.
+const OLD_LICENSES: &str = include_str!("sql/import_old_licenses.sql");
+const OLD_INSTALLATIONS: &str = include_str!("sql/import_old_installations.sql");
+
 fn read_file(path: &Path) -> Result<(Vec<OldLicense>, Vec<OldInstallation>), rusqlite::Error> {
     let db = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut licenses = Vec::new();
-    let mut stmt =
-        db.prepare("SELECT id, email, license_key, expiry_date, created_at, status FROM licenses ORDER BY id")?;
+    let mut stmt = db.prepare(OLD_LICENSES)?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         licenses.push(OldLicense {
-            id: text(row.get(0)?).unwrap_or_default(),
-            email: text(row.get(1)?),
-            key: text(row.get(2)?),
-            expiry: row.get(3)?,
-            created_at: row.get(4)?,
-            status: text(row.get(5)?),
+            id: text(row.get("id")?).unwrap_or_default(),
+            email: text(row.get("email")?),
+            key: text(row.get("license_key")?),
+            expiry: row.get("expiry_date")?,
+            created_at: row.get("created_at")?,
+            status: text(row.get("status")?),
         });
     }
     let mut installations = Vec::new();
-    let mut stmt =
-        db.prepare("SELECT email, installation_id, activated_at, last_seen FROM installations ORDER BY id")?;
+    let mut stmt = db.prepare(OLD_INSTALLATIONS)?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         installations.push(OldInstallation {
-            email: text(row.get(0)?),
-            installation_id: text(row.get(1)?),
-            activated_at: row.get(2)?,
-            last_seen: row.get(3)?,
+            email: text(row.get("email")?),
+            installation_id: text(row.get("installation_id")?),
+            activated_at: row.get("activated_at")?,
+            last_seen: row.get("last_seen")?,
         });
     }
     Ok((licenses, installations))
@@ -202,12 +204,9 @@ fn map_status(status: Option<&str>) -> Option<LicenseStatus> {
     }
 }
 
-const BY_HASH: &str = "SELECT id, status FROM licenses WHERE key_hash = $1";
-const LOCK: &str = "SELECT version, max_installations,
-    (SELECT count(*) FROM installations WHERE license_id = $1) FROM licenses WHERE id = $1 FOR UPDATE";
-const LAST_SEEN: &str = "
-UPDATE installations SET last_seen_at = greatest(last_seen_at, $3)
-WHERE license_id = $1 AND installation_id = $2";
+const BY_HASH: &str = include_str!("sql/import_by_hash.sql");
+const LOCK: &str = include_str!("sql/import_lock.sql");
+const LAST_SEEN: &str = include_str!("sql/import_last_seen.sql");
 
 /// Imports the SQLite file at `path`; `default_max_installations` is the slot limit of an
 /// imported license (raised to the number of its installations in the file, so that no
@@ -270,8 +269,8 @@ pub async fn import_sqlite(
         let hash_param = hash.as_slice();
         let existing = ctx.db().query(BY_HASH, &[(&hash_param, Type::BYTEA)]).await?;
         if let Some(row) = existing.first() {
-            let usable = row.get::<_, &str>(1) != "revoked";
-            owners.entry(owner_key).or_default().push((created_at, row.get(0), usable));
+            let usable = row.try_get::<_, &str>("status")? != "revoked";
+            owners.entry(owner_key).or_default().push((created_at, row.try_get("id")?, usable));
             report.licenses.skip("already_imported");
             continue;
         }
@@ -330,7 +329,9 @@ pub async fn import_sqlite(
             report.installations.skip("no_license_for_email");
             continue;
         };
-        let (version, max, used): (i32, i32, i64) = (row.get(0), row.get(1), row.get(2));
+        let version: i32 = row.try_get("version")?;
+        let max: i32 = row.try_get("max_installations")?;
+        let used: i64 = row.try_get("used")?;
         if super::installation_known(&*tx, license_id, installation_id.as_str()).await? {
             report.installations.skip("already_imported");
             continue;

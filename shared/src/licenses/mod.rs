@@ -43,7 +43,7 @@ pub use values::{
     MAX_KEY_CHARS, Nonce, RevealedKey,
 };
 
-use crate::{db::DbError, events::EventStoreError, http::ApiError};
+use crate::{db::DbError, events::EventStoreError, http::ApiError, secrets::SecretsError};
 
 /// What can go wrong in the licenses domain, by meaning. The HTTP layer gives each a status
 /// and a `code`; messages never quote a key.
@@ -79,6 +79,9 @@ pub enum Error {
     /// A stored key could not be decrypted, or a signing step failed.
     #[error("{0}")]
     Internal(String),
+    /// The encryption key ring is not configured or could not be read.
+    #[error("the encryption key ring is unavailable")]
+    KeyRing(#[from] SecretsError),
     /// The shared context (configuration, secrets) failed; already mapped by its owner.
     #[error("{0}")]
     Context(ApiError),

@@ -13,37 +13,13 @@ use crate::{
     projections,
 };
 
-const INSERT_LICENSE: &str = "
-INSERT INTO licenses (id, key_hash, license_key, email, status, max_installations, max_inactive_days,
-                      expires_at, metadata, created_at, updated_at, version, entitlements)
-VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $10, $11, $12)";
-
-const UPDATE_LICENSE: &str = "
-UPDATE licenses SET
-    email = coalesce($2, email),
-    max_installations = coalesce($3, max_installations),
-    max_inactive_days = CASE WHEN $4 THEN $5 ELSE max_inactive_days END,
-    expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END,
-    metadata = coalesce($8, metadata),
-    entitlements = coalesce($11, entitlements),
-    updated_at = $9, version = $10
-WHERE id = $1";
-
-const SET_STATUS: &str = "UPDATE licenses SET status = $2, updated_at = $3, version = $4 WHERE id = $1";
-
-const ACTIVATED: &str = "
-WITH added AS (
-    INSERT INTO installations (license_id, installation_id, name, activated_at, last_seen_at)
-    VALUES ($1, $2, $3, $4, $4)
-)
-UPDATE licenses SET version = $5, installations_used = installations_used + 1 WHERE id = $1";
-
-const DEACTIVATED: &str = "
-WITH removed AS (
-    DELETE FROM installations WHERE license_id = $1 AND installation_id = $2 RETURNING 1
-)
-UPDATE licenses SET version = $3, installations_used = installations_used - (SELECT count(*) FROM removed)
-WHERE id = $1";
+const INSERT_LICENSE: &str = include_str!("sql/projection_insert.sql");
+const UPDATE_LICENSE: &str = include_str!("sql/projection_update.sql");
+const SET_STATUS: &str = include_str!("sql/projection_set_status.sql");
+const ACTIVATED: &str = include_str!("sql/projection_activated.sql");
+const DEACTIVATED: &str = include_str!("sql/projection_deactivated.sql");
+const VERSION: &str = include_str!("sql/projection_version.sql");
+const INSTALLATION_KNOWN: &str = include_str!("sql/installation_known.sql");
 
 /// Applies one `license-` event to the `licenses` and `installations` projections.
 pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), EventStoreError> {
@@ -130,11 +106,7 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
         }
         LicenseEvent::LicenseCheckedOut { id, .. } => {
             // Nothing to project but the stream's version (the checks lock and compare it).
-            tx.query_typed(
-                "UPDATE licenses SET version = $2 WHERE id = $1",
-                &[(&id, Type::UUID), (version, Type::INT4)],
-            )
-            .await?;
+            tx.query_typed(VERSION, &[(&id, Type::UUID), (version, Type::INT4)]).await?;
         }
         LicenseEvent::InstallationDeactivated { id, installation_id, .. } => {
             tx.query_typed(DEACTIVATED, &[(&id, Type::UUID), (&installation_id, Type::TEXT), (version, Type::INT4)])
@@ -171,11 +143,11 @@ pub(crate) async fn installation_known(
     id: Uuid,
     installation_id: &str,
 ) -> Result<bool, DbError> {
-    const KNOWN: &str = "
-SELECT 1 FROM events WHERE stream_id = $1
-  AND type IN ('InstallationActivated', 'InstallationDeactivated') AND data->>'installation_id' = $2 LIMIT 1";
     let stream_id = stream(id);
-    Ok(!client.query_typed(KNOWN, &[(&stream_id, Type::TEXT), (&installation_id, Type::TEXT)]).await?.is_empty())
+    Ok(!client
+        .query_typed(INSTALLATION_KNOWN, &[(&stream_id, Type::TEXT), (&installation_id, Type::TEXT)])
+        .await?
+        .is_empty())
 }
 
 /// The licenses projection, as registered with [`projections`].

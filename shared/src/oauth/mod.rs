@@ -30,7 +30,7 @@ use crate::{
 pub use answer::{classify_error, parse_scopes, parse_token_response};
 use answer::{map_refresh_error, ok_false_error};
 pub use capture::{CaptureError, CapturePath};
-pub use state::{NewState, PendingState, Pkce, authorize_url, challenge_of, consume_state, create_state};
+pub use state::{NewState, PendingState, Pkce, StateError, authorize_url, challenge_of, consume_state, create_state};
 
 /// How long a pending authorization may take.
 pub const STATE_TTL: Duration = Duration::from_secs(600);

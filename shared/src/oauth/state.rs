@@ -14,9 +14,23 @@ use super::STATE_TTL;
 use crate::{
     clients::ProviderClient,
     context::Context,
-    crypto::{KeyRing, Owner, random_token, sha256},
-    http::ApiError,
+    crypto::{CryptoError, KeyRing, Owner, random_token, sha256},
+    db::DbError,
 };
+
+/// A pending authorization that could not be stored, read back or turned into a URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The stored PKCE verifier could not be decrypted.
+    #[error("the pending authorization's code_verifier could not be decrypted")]
+    Verifier(#[source] CryptoError),
+    /// The client's stored `authorize_url` is not a URL.
+    #[error("the client's authorize_url is not a URL")]
+    AuthorizeUrl(#[source] url::ParseError),
+}
 
 /// A PKCE pair (RFC 7636): the verifier stays with us, the S256 challenge goes to the provider.
 pub struct Pkce {
@@ -41,9 +55,9 @@ pub fn challenge_of(verifier: &str) -> String {
 }
 
 /// The provider's authorize URL for `client`, carrying `state` and, with PKCE, the challenge.
-pub fn authorize_url(client: &ProviderClient, state: &str, code_challenge: Option<&str>) -> Result<Url, ApiError> {
+pub fn authorize_url(client: &ProviderClient, state: &str, code_challenge: Option<&str>) -> Result<Url, StateError> {
     let s = &client.settings;
-    let mut url = Url::parse(&s.authorize_url).map_err(ApiError::internal)?;
+    let mut url = Url::parse(&s.authorize_url).map_err(StateError::AuthorizeUrl)?;
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code")
@@ -109,7 +123,7 @@ pub async fn create_state(
     ctx: &Context,
     keyring: &KeyRing,
     new: NewState<'_>,
-) -> Result<(String, Option<String>, DateTime<Utc>), ApiError> {
+) -> Result<(String, Option<String>, DateTime<Utc>), StateError> {
     let NewState { client_id, connection_id, pkce, return_to, tags } = new;
     let state = random_token::<32>();
     let hash = sha256(state.as_bytes());
@@ -144,7 +158,7 @@ RETURNING client_id, connection_id, code_verifier, return_to, expires_at > now()
 
 /// Takes a pending authorization for good. Unknown, already used and expired states are all
 /// `None`: the `DELETE … RETURNING` makes a state single-use even under concurrent callbacks.
-pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Result<Option<PendingState>, ApiError> {
+pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Result<Option<PendingState>, StateError> {
     if state.is_empty() || state.len() > 512 {
         return Ok(None);
     }
@@ -159,7 +173,7 @@ pub async fn consume_state(ctx: &Context, keyring: &KeyRing, state: &str) -> Res
         .get::<_, Option<String>>("code_verifier")
         .map(|ct| keyring.decrypt(Owner::new(&state_owner(&hash), "code_verifier"), &ct))
         .transpose()
-        .map_err(ApiError::internal)?;
+        .map_err(StateError::Verifier)?;
     Ok(Some(PendingState {
         client_id: row.get("client_id"),
         connection_id: row.get("connection_id"),

@@ -10,7 +10,7 @@ impl From<Error> for ApiError {
             Error::InvalidField { field, detail } => ApiError::invalid_field(field, detail),
             Error::NotFound(_) => ApiError::not_found("client_not_found", e.to_string()),
             Error::InUse(_) => ApiError::conflict("client_in_use", e.to_string()),
-            Error::Corrupt(_) | Error::Keys => ApiError::internal_error(&e),
+            Error::Corrupt(_) | Error::Keys(_) => ApiError::internal_error(&e),
             Error::Store(store) => store.into(),
             Error::Db(db) => db.into(),
         }

@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 
-use crate::{connections::Error, http::ApiError};
+use crate::{connections::Error, http::ApiError, oauth::StateError};
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -31,7 +31,8 @@ impl From<Error> for ApiError {
             Error::Db(db) => db.into(),
             Error::EventStore(store) => store.into(),
             Error::Client(client) => client.into(),
-            Error::Upstream(api) => api,
+            Error::PendingAuthorization(StateError::Db(db)) => db.into(),
+            Error::KeyRing(_) | Error::PendingAuthorization(_) => ApiError::internal_error(&e),
         }
     }
 }

@@ -14,6 +14,7 @@ impl From<Error> for ApiError {
             Error::KeyExists => ApiError::conflict("license_key_exists", e.to_string()),
             Error::Revoked(_) => ApiError::conflict("license_revoked", e.to_string()),
             Error::UnknownStatus(_) | Error::Internal(_) => ApiError::internal(&e),
+            Error::KeyRing(_) => ApiError::internal_error(&e),
             Error::Context(api) => api,
             Error::Db(db) => db.into(),
             Error::Store(store) => store.into(),

@@ -29,97 +29,27 @@
 //! redacted whole: past that point the scanner fails closed. Every delimiter the scanner acts
 //! on is ASCII, so every cut falls on a character boundary.
 
-use std::borrow::Cow;
+//!
+//! The rooms, one per shape: `names` (which names are sensitive), `json` (keys, strings in
+//! strings, name/value pairs), `form` (`name=value`, `Name: value`, URL passwords), `markup`
+//! (XML/HTML), `headers` (Authorization schemes). This file is the scanner that walks the
+//! text once and hands each delimiter to its shape.
+
+mod form;
+mod headers;
+mod json;
+mod markup;
+mod names;
+
+pub use headers::SCHEMES;
+use json::Frame;
+pub use names::{is_sensitive_key, is_sensitive_name};
 
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Re-entries (decoded strings, pair values) after which the rest is redacted whole.
 pub const MAX_DEPTH: usize = 16;
-
-const SENSITIVE_PARTS: [&str; 14] = [
-    "passw",
-    "secret",
-    "token",
-    "auth",
-    "api_key",
-    "apikey",
-    "private_key",
-    "cookie",
-    "session",
-    "otp",
-    "cvv",
-    "cvc",
-    "ssn",
-    "credential",
-];
-
-/// Authorization schemes whose credential follows them in text (IANA HTTP Authentication
-/// Scheme Registry, plus common vendor schemes: `Token` (GitHub, DRF), `ApiKey`, `Bot`
-/// (Discord), `SSWS` (Okta), `AWS` (S3 v2 signatures)). Matched case-insensitively as words.
-pub const SCHEMES: [&str; 25] = [
-    "bearer",
-    "basic",
-    "token",
-    "digest",
-    "apikey",
-    "api-key",
-    "aws4-hmac-sha256",
-    "aws",
-    "hmac",
-    "hmac-sha256",
-    "hawk",
-    "hoba",
-    "mutual",
-    "negotiate",
-    "ntlm",
-    "oauth",
-    "scram-sha-1",
-    "scram-sha-256",
-    "vapid",
-    "dpop",
-    "gnap",
-    "privatetoken",
-    "signature",
-    "ssws",
-    "bot",
-];
-
-/// Schemes that are also English words: matched only before a credential-looking token.
-const WORD_SCHEMES: [&str; 9] = ["aws", "hmac", "hawk", "mutual", "oauth", "signature", "bot", "digest", "hoba"];
-
-/// Object members that name the member holding the value (`{"name": "Authorization", "value": …}`).
-const PAIR_NAMES: [&str; 8] = ["name", "key", "header", "field", "param", "parameter", "attribute", "variable"];
-/// Object members that hold the named value.
-const PAIR_VALUES: [&str; 2] = ["value", "values"];
-
-/// True when a value under the key `name` must never be stored: the name contains (in any
-/// case) one of DESIGN §6.7's parts, or is `key`, or ends in `_key` / `-key`.
-pub fn is_sensitive_key(name: &str) -> bool {
-    let name = name.to_lowercase();
-    SENSITIVE_PARTS.iter().any(|part| name.contains(part))
-        || name == "key"
-        || name.ends_with("_key")
-        || name.ends_with("-key")
-}
-
-/// [`is_sensitive_key`] for names as forms, query strings and markup carry them: percent-
-/// and plus-decoded, then sensitive when the whole name or any bracketed segment is
-/// (`user[password]`, `user%5Bpassword%5D`, `api[key]`), the way a sensitive JSON key hides
-/// its whole subtree.
-pub fn is_sensitive_name(raw: &str) -> bool {
-    let decoded: Cow<'_, str> = if raw.contains(['%', '+']) {
-        form_urlencoded::parse(raw.as_bytes())
-            .next()
-            .map_or(Cow::Borrowed(raw), |(name, _)| Cow::Owned(name.into_owned()))
-    } else {
-        Cow::Borrowed(raw)
-    };
-    is_sensitive_key(&decoded)
-        || (decoded.contains('[')
-            && decoded.split(['[', ']']).any(|segment| !segment.is_empty() && is_sensitive_key(segment)))
-        || decoded.rsplit(':').next().is_some_and(|local| local != decoded && is_sensitive_key(local))
-}
 
 /// `text` with every secret the rules recognise replaced by [`REDACTED`].
 pub fn redact(text: &str) -> String {
@@ -142,15 +72,6 @@ pub fn redact_and_truncate(text: &str, limit: usize) -> (String, bool) {
     truncate(redact(text), limit)
 }
 
-/// An open `{` or `[` and what the name/value pair rule has learnt about it.
-struct Frame {
-    object: bool,
-    /// A pair-name member holding a sensitive name was seen.
-    named_sensitive: bool,
-    /// Where pair-value members were written to the output, to redact if the name comes later.
-    values: Vec<(usize, usize)>,
-}
-
 fn scan(text: &str, depth: usize) -> String {
     if depth > MAX_DEPTH {
         return if text.is_empty() { String::new() } else { REDACTED.to_owned() };
@@ -163,132 +84,34 @@ fn scan(text: &str, depth: usize) -> String {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
-        match c {
-            b'"' => {
-                let (end, closed) = string_end(b, i);
-                let colon = closed.then(|| skip_ws(b, end)).filter(|&j| j < b.len() && b[j] == b':');
-                if let Some(colon) = colon {
-                    let key = decode(&text[i..end]);
-                    let value_start = skip_ws(b, colon + 1);
-                    let value_end = value_end(b, value_start);
-                    let lower = key.to_ascii_lowercase();
-                    let in_object = frames.last().is_some_and(|f| f.object);
-                    if in_object
-                        && PAIR_NAMES.contains(&lower.as_str())
-                        && b.get(value_start) == Some(&b'"')
-                        && is_sensitive_name(&decode(&text[value_start..value_end]))
-                        && let Some(frame) = frames.last_mut()
-                    {
-                        frame.named_sensitive = true;
-                        for (start, stop) in std::mem::take(&mut frame.values).into_iter().rev() {
-                            out.replace_range(start..stop, &format!("\"{REDACTED}\""));
-                        }
-                    }
-                    let pair_value = in_object && PAIR_VALUES.contains(&lower.as_str());
-                    let named = frames.last().is_some_and(|f| f.named_sensitive);
-                    if is_sensitive_name(&key) || (pair_value && named) {
-                        out.push_str(&text[i..value_start]);
-                        if value_end > value_start {
-                            out.push('"');
-                            out.push_str(REDACTED);
-                            out.push('"');
-                        }
-                        i = value_end;
-                    } else if pair_value {
-                        out.push_str(&text[i..value_start]);
-                        let start = out.len();
-                        out.push_str(&scan(&text[value_start..value_end], depth + 1));
-                        if let Some(frame) = frames.last_mut() {
-                            frame.values.push((start, out.len()));
-                        }
-                        i = value_end;
-                    } else {
-                        out.push_str(&text[i..end]);
-                        i = end;
-                    }
-                } else {
-                    let content = decode(&text[i..end]);
-                    let scanned = scan(&content, depth + 1);
-                    if scanned == content {
-                        out.push_str(&text[i..end]);
-                    } else {
-                        out.push_str(&serde_json::to_string(&scanned).unwrap_or_else(|_| format!("\"{REDACTED}\"")));
-                    }
-                    i = end;
-                    // `["X-Api-Key", "k1"]`: a header name in a list redacts the string after it.
-                    let in_array = frames.last().is_some_and(|f| !f.object);
-                    let comma = skip_ws(b, i);
-                    let next = skip_ws(b, comma + 1);
-                    if in_array
-                        && comma < b.len()
-                        && b[comma] == b','
-                        && next < b.len()
-                        && b[next] == b'"'
-                        && !content.is_empty()
-                        && content.bytes().all(is_name_byte)
-                        && is_sensitive_name(&content)
-                    {
-                        out.push_str(&text[i..next]);
-                        out.push('"');
-                        out.push_str(REDACTED);
-                        out.push('"');
-                        i = string_end(b, next).0;
-                    }
+        let taken = match c {
+            b'"' => Some(json::string(text, i, depth, &mut frames, &mut out)),
+            b'{' | b'[' => {
+                frames.push(Frame::open(c));
+                None
+            }
+            b'}' | b']' => {
+                if frames.last().is_some_and(|f| f.closed_by(c)) {
+                    frames.pop();
                 }
-                plain = i;
-                continue;
+                None
             }
-            b'{' | b'[' => frames.push(Frame { object: c == b'{', named_sensitive: false, values: Vec::new() }),
-            b'}' | b']' if frames.last().is_some_and(|f| f.object == (c == b'}')) => {
-                frames.pop();
-            }
-            b'<' => {
-                if let Some(next) = markup(text, i, depth, &mut out) {
-                    i = next;
-                    plain = i;
-                    continue;
-                }
-            }
-            b'=' | b':' => {
-                if c == b':' && b[i + 1..].starts_with(b"//") {
-                    if let Some(next) = url_password(text, i, &mut out) {
-                        i = next;
-                        plain = i;
-                        continue;
-                    }
-                } else {
-                    let mut name_start = i;
-                    while name_start > plain && is_form_name_byte(b[name_start - 1], c) {
-                        name_start -= 1;
-                    }
-                    if name_start < i && is_sensitive_name(&text[name_start..i]) {
-                        let (value_start, value_end) = if c == b':' {
-                            let start = skip_blanks(b, i + 1);
-                            (start, line_end(b, start))
-                        } else {
-                            form_value(b, i + 1)
-                        };
-                        // The name is already written; the separator (and an opening quote) too.
-                        out.push_str(&text[i..value_start]);
-                        if value_end > value_start {
-                            out.push_str(REDACTED);
-                        }
-                        i = value_end.max(i + 1);
-                        plain = i;
-                        continue;
-                    }
-                }
-            }
+            b'<' => markup::element(text, i, depth, &mut out),
+            b':' if b[i + 1..].starts_with(b"//") => form::url_password(text, i, &mut out),
+            b'=' | b':' => form::named_value(text, plain, i, &mut out),
             _ if c.is_ascii_alphabetic() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) => {
-                if let Some((start, stop)) = credential_after_scheme(b, i) {
+                headers::credential_after_scheme(b, i).map(|(start, stop)| {
                     out.push_str(&text[i..start]);
                     out.push_str(REDACTED);
-                    i = stop;
-                    plain = i;
-                    continue;
-                }
+                    stop
+                })
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(next) = taken {
+            i = next;
+            plain = i;
+            continue;
         }
         // Copy one whole character (multi-byte ones never contain an ASCII byte).
         let len = utf8_len(c);
@@ -307,26 +130,7 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// The index after the string literal starting at `start` (a `"`), and whether it closed.
-fn string_end(b: &[u8], start: usize) -> (usize, bool) {
-    let mut i = start + 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return (i + 1, true),
-            _ => i += 1,
-        }
-    }
-    (b.len(), false)
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && b[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    i
-}
-
+/// The index of the first byte at or after `i` that is no space or tab.
 fn skip_blanks(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\t') {
         i += 1;
@@ -334,6 +138,7 @@ fn skip_blanks(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// The index of the end of the line at `i` (its `\r` or `\n`, or the end).
 fn line_end(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && !matches!(b[i], b'\r' | b'\n') {
         i += 1;
@@ -341,240 +146,9 @@ fn line_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// A JSON string literal's content with escapes resolved, tolerant of one cut short
-/// (`"pass\u0077ord"` is a password too). Anything that is not a string is returned as is.
-fn decode(quoted: &str) -> Cow<'_, str> {
-    let Some(inner) = quoted.strip_prefix('"') else { return Cow::Borrowed(quoted) };
-    let inner = inner.strip_suffix('"').filter(|i| !i.ends_with('\\') || i.ends_with("\\\\")).unwrap_or(inner);
-    if !inner.contains('\\') {
-        return Cow::Borrowed(inner);
-    }
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('u') => {
-                let hex: String = chars.by_ref().take(4).collect();
-                let unit = u32::from_str_radix(&hex, 16).ok();
-                let decoded = match unit {
-                    Some(high @ 0xd800..=0xdbff) => {
-                        let mut rest = chars.clone();
-                        if rest.next() == Some('\\') && rest.next() == Some('u') {
-                            let low: String = rest.by_ref().take(4).collect();
-                            match u32::from_str_radix(&low, 16) {
-                                Ok(low @ 0xdc00..=0xdfff) => {
-                                    chars = rest;
-                                    char::from_u32(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00))
-                                }
-                                _ => None,
-                            }
-                        } else {
-                            None
-                        }
-                    }
-                    Some(unit) => char::from_u32(unit),
-                    None => None,
-                };
-                out.push(decoded.unwrap_or('\u{fffd}'));
-            }
-            Some(other) => out.push(other),
-            None => {}
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// The end of the JSON value starting at `start`; tolerant of values cut short.
-fn value_end(b: &[u8], start: usize) -> usize {
-    if start >= b.len() {
-        return start;
-    }
-    match b[start] {
-        b'"' => string_end(b, start).0,
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut i = start;
-            while i < b.len() {
-                match b[i] {
-                    b'"' => {
-                        i = string_end(b, i).0;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth = depth.saturating_sub(1);
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            b.len()
-        }
-        _ => {
-            let mut i = start;
-            while i < b.len() && !matches!(b[i], b',' | b'}' | b']') && !b[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            i
-        }
-    }
-}
-
+/// Bytes of a header, key or element name.
 fn is_name_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
-}
-
-/// Bytes of a name before `=` (forms, query strings, attributes: brackets and percent
-/// escapes included) or before `:` (header and YAML names).
-fn is_form_name_byte(c: u8, sep: u8) -> bool {
-    is_name_byte(c) || (sep == b'=' && matches!(c, b'[' | b']' | b'%' | b'+'))
-}
-
-/// The value after a sensitive `name=` at `start`: a quoted one to its closing quote (the
-/// quotes kept), else to the next delimiter of forms, query strings, cookies and markup.
-fn form_value(b: &[u8], start: usize) -> (usize, usize) {
-    if start < b.len() && matches!(b[start], b'"' | b'\'') {
-        let quote = b[start];
-        let close = (start + 1..b.len()).find(|&j| b[j] == quote).unwrap_or(b.len());
-        return (start + 1, close);
-    }
-    let end = (start..b.len())
-        .find(|&j| b[j].is_ascii_whitespace() || matches!(b[j], b'&' | b';' | b',' | b'#' | b'"' | b'\'' | b'<' | b'>'))
-        .unwrap_or(b.len());
-    (start, end)
-}
-
-fn is_token_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'%' | b':')
-}
-
-/// The span of the credential after an Authorization scheme starting at `i`: the token, or
-/// the rest of the line when auth-params follow (`Digest username="…", response="…"`).
-fn credential_after_scheme(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    SCHEMES.into_iter().find_map(|scheme| {
-        let after = i + scheme.len();
-        if after >= b.len() || !b[i..after].eq_ignore_ascii_case(scheme.as_bytes()) || !matches!(b[after], b' ' | b'\t')
-        {
-            return None;
-        }
-        let start = skip_blanks(b, after);
-        let word_end = (start..b.len())
-            .find(|&j| !(b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'-')))
-            .unwrap_or(b.len());
-        let params = word_end > start
-            && word_end + 1 < b.len()
-            && b[word_end] == b'='
-            && (b[word_end + 1] == b'"' || b[word_end + 1].is_ascii_alphanumeric());
-        let end = if params {
-            line_end(b, start)
-        } else {
-            (start..b.len()).find(|&j| !is_token_byte(b[j])).unwrap_or(b.len())
-        };
-        // Schemes that are also common words (`the bot answered`) need a credential-looking
-        // token: long, with a digit or base64's symbols; auth-params always count.
-        let credential = &b[start..end];
-        let looks_like_one = credential.len() >= 8
-            && credential.iter().any(|c| c.is_ascii_digit() || matches!(c, b'=' | b'+' | b'/' | b':'));
-        let word = WORD_SCHEMES.contains(&scheme);
-        (end > start && (params || !word || looks_like_one)).then_some((start, end))
-    })
-}
-
-/// `scheme://user:password@host`: writes up to the password redacted, returns where to go on.
-fn url_password(text: &str, colon: usize, out: &mut String) -> Option<usize> {
-    let b = text.as_bytes();
-    let start = colon + 3;
-    let authority_end = (start..b.len())
-        // Not at `/`: a password with an unencoded `/` or `?` is wrong but still a password.
-        .find(|&j| b[j].is_ascii_whitespace() || matches!(b[j], b'"' | b'\'' | b'<' | b'>'))
-        .unwrap_or(b.len());
-    let at = (start..authority_end).rev().find(|&j| b[j] == b'@')?;
-    let pass = (start..at).find(|&j| b[j] == b':')? + 1;
-    out.push_str(&text[colon..pass]);
-    if at > pass {
-        out.push_str(REDACTED);
-    }
-    Some(at)
-}
-
-/// An opening tag at `lt`: its attributes redacted (and an `<input name="password"
-/// value="…">` pair), and the content of an element with a sensitive name replaced up to its
-/// closing tag (to the end when it never closes). `None` when `<` opens no tag.
-fn markup(text: &str, lt: usize, depth: usize, out: &mut String) -> Option<usize> {
-    let b = text.as_bytes();
-    let name_start = lt + 1;
-    if name_start >= b.len() || !(b[name_start].is_ascii_alphabetic() || b[name_start] == b'_') {
-        return None;
-    }
-    let name_end = (name_start..b.len()).find(|&j| !(is_name_byte(b[j]) || b[j] == b':')).unwrap_or(b.len());
-    let gt = (name_end..b.len()).find(|&j| matches!(b[j], b'>' | b'<'));
-    let name = &text[name_start..name_end];
-    let local = name.rsplit(':').next().unwrap_or(name);
-    let sensitive = is_sensitive_key(local);
-    let Some(gt) = gt.filter(|&j| b[j] == b'>') else {
-        if !sensitive {
-            return None;
-        }
-        // A sensitive element cut short inside its tag: nothing after its name is kept.
-        out.push_str(&text[lt..name_end]);
-        if name_end < b.len() {
-            out.push_str(REDACTED);
-        }
-        return Some(b.len());
-    };
-    out.push_str(&text[lt..name_end]);
-    let attrs = scan(&text[name_end..gt], depth + 1);
-    out.push_str(&redact_paired_attribute(attrs));
-    out.push('>');
-    let self_closing = b[gt - 1] == b'/';
-    if !sensitive || self_closing {
-        return Some(gt + 1);
-    }
-    let close = format!("</{name}");
-    let content_end =
-        text[gt + 1..].to_ascii_lowercase().find(&close.to_ascii_lowercase()).map_or(b.len(), |p| gt + 1 + p);
-    if content_end > gt + 1 {
-        out.push_str(REDACTED);
-    }
-    Some(content_end)
-}
-
-/// `name="password" value="hunter2"` (HTML inputs, XML settings): the value attribute goes.
-fn redact_paired_attribute(attrs: String) -> String {
-    let lower = attrs.to_ascii_lowercase();
-    let named = ["name=", "id=", "key="].iter().any(|attr| {
-        lower.match_indices(attr).any(|(p, _)| {
-            (p == 0 || !is_name_byte(lower.as_bytes()[p - 1])) && {
-                let (start, end) = form_value(attrs.as_bytes(), p + attr.len());
-                is_sensitive_name(&attrs[start..end])
-            }
-        })
-    });
-    if !named {
-        return attrs;
-    }
-    let Some(p) =
-        lower.match_indices("value=").map(|(p, _)| p).find(|&p| p == 0 || !is_name_byte(lower.as_bytes()[p - 1]))
-    else {
-        return attrs;
-    };
-    let (start, end) = form_value(attrs.as_bytes(), p + "value=".len());
-    if end <= start {
-        return attrs;
-    }
-    format!("{}{REDACTED}{}", &attrs[..start], &attrs[end..])
 }
 
 #[cfg(test)]

@@ -1,0 +1,1 @@
+SELECT id, status FROM licenses WHERE key_hash = $1

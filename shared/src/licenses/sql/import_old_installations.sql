@@ -1,0 +1,1 @@
+SELECT email, installation_id, activated_at, last_seen FROM installations ORDER BY id

@@ -1,0 +1,1 @@
+SELECT id, email, license_key, expiry_date, created_at, status FROM licenses ORDER BY id

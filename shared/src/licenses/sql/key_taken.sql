@@ -1,0 +1,1 @@
+SELECT 1 FROM licenses WHERE key_hash = $1

@@ -1,0 +1,1 @@
+WHERE l.key_hash = $1

@@ -1,0 +1,1 @@
+WHERE l.id = $1

@@ -1,0 +1,1 @@
+UPDATE licenses SET version = $2 WHERE id = $1

@@ -1,0 +1,1 @@
+SELECT * FROM license_validate($1, $2, $3)
