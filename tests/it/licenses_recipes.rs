@@ -125,6 +125,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A signed answer kept for a replay: its `Keyledger-Signature` and its body.
+type Kept = Arc<Mutex<Option<(String, Vec<u8>)>>>;
+
 /// What the man in the middle does to the answers of `validate`.
 #[derive(Clone)]
 enum Tamper {
@@ -133,7 +136,7 @@ enum Tamper {
     /// `"valid":false` / `NOT_ACTIVATED` rewritten into a valid answer.
     ForgeValid,
     /// The first answer passed on and kept; every later request gets it again.
-    Replay(Arc<Mutex<Option<(String, Vec<u8>)>>>),
+    Replay(Kept),
     /// Held back for a while, then passed on unchanged.
     Delay(Duration),
 }
