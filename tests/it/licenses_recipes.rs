@@ -33,16 +33,17 @@ enum Recipe {
 /// The Rust recipe, built now so that a filtered `cargo test` runs the current source (a full
 /// `cargo test` has built it already; then this is a no-op).
 async fn rust_recipe() -> Recipe {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--locked", "--quiet", "-p", "keyledger", "--example", "verify_license"])
-        .current_dir(root())
-        .output()
-        .await
-        .unwrap();
+    // Into the target directory and profile of this build: <target>/<profile>/examples.
+    let profile_dir = Path::new(env!("CARGO_BIN_EXE_keyledger")).parent().unwrap();
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["build", "--locked", "--quiet", "-p", "keyledger", "--example", "verify_license", "--target-dir"]);
+    cargo.arg(profile_dir.parent().unwrap()).current_dir(root());
+    if profile_dir.ends_with("release") {
+        cargo.arg("--release");
+    }
+    let out = cargo.output().await.unwrap();
     assert!(out.status.success(), "building the example: {}", String::from_utf8_lossy(&out.stderr));
-    // The examples live next to the binaries of this build: <target>/debug/examples.
-    let bin = Path::new(env!("CARGO_BIN_EXE_keyledger")).parent().unwrap().join("examples/verify_license");
+    let bin = profile_dir.join("examples/verify_license");
     assert!(bin.exists(), "{} was not built", bin.display());
     Recipe::Rust(bin)
 }
