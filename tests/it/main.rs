@@ -20,6 +20,7 @@ mod licenses_checkout;
 mod licenses_entitlements;
 mod licenses_import;
 mod licenses_public;
+mod licenses_recipes;
 mod licenses_rules;
 mod migrate;
 mod oauth_clients;
