@@ -190,7 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // With the key ring, sealed columns compare by plaintext (they differ as text after
             // `rekey`), and a key the log still needs but the ring lacks is reported.
             let ring = match ctx.config().encryption_keys {
-                Some(_) => Some(ctx.keyring().await.map_err(|e| anyhow::anyhow!("{e}"))?),
+                Some(_) => Some(ctx.keyring().await?),
                 None => None,
             };
             let report = projections::replay_with_ring(&mut client, shared::PROJECTORS, ring.as_deref()).await?;

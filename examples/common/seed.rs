@@ -48,8 +48,7 @@ pub async fn connections(
         },
         meta,
     )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .await?;
     let keyring = ctx.keyring().await?;
     let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
     let mut db = ctx.db().get().await?;

@@ -6,14 +6,11 @@
 //! The rules are split in steps so that the token hot path (`connections::fetch_token`),
 //! which reads the key and the connection in one round trip, takes the very same decisions:
 //! [`presented_key`] → [`bootstrap`] or a stored key row → [`stored_principal`] →
-//! [`Principal::require`]. Answers in HTTP terms live in `http::map::auth`.
+//! [`Principal::require`]. Answers in HTTP terms, and `Principal` as an axum extractor, live
+//! in `http::map::auth`.
 
 use std::fmt;
 
-use axum::{
-    extract::{FromRef, FromRequestParts},
-    http::{header, request::Parts},
-};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -23,7 +20,7 @@ use crate::{
     crypto::{constant_time_eq, sha256},
     db::DbError,
     events::Metadata,
-    http::{ApiError, RequestId},
+    secrets::SecretsError,
 };
 
 /// Why a caller is not let in.
@@ -41,9 +38,9 @@ pub enum Error {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
-    /// The bootstrap key's hash could not be read (already answered in HTTP terms by `Context`).
-    #[error(transparent)]
-    Context(#[from] ApiError),
+    /// The bootstrap admin key is configured but could not be read.
+    #[error("the bootstrap admin key is unavailable")]
+    AdminKey(#[source] SecretsError),
 }
 
 /// What an API key may do.
@@ -173,7 +170,11 @@ pub fn presented_key(authorization: Option<&str>) -> Result<[u8; 32], Error> {
 /// The bootstrap admin principal, when `hash` is the configured bootstrap key's (compared in
 /// constant time); `None` means "look the key up in `api_keys`".
 pub async fn bootstrap(ctx: &Context, hash: &[u8; 32], request_id: &str) -> Result<Option<Principal>, Error> {
-    let is_admin = ctx.admin_key_hash().await?.is_some_and(|admin| constant_time_eq(hash, admin.as_slice()));
+    let is_admin = ctx
+        .admin_key_hash()
+        .await
+        .map_err(Error::AdminKey)?
+        .is_some_and(|admin| constant_time_eq(hash, admin.as_slice()));
     Ok(is_admin.then(|| Principal {
         actor: "admin:bootstrap".into(),
         scopes: vec![Scope::Admin],
@@ -205,21 +206,6 @@ pub async fn authenticate(ctx: &Context, authorization: Option<&str>, request_id
     Ok(stored_principal(row.get("id"), &row.get::<_, Vec<String>>("scopes"), &request_id))
 }
 
-impl<S> FromRequestParts<S> for Principal
-where
-    S: Send + Sync,
-    Context: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let ctx = Context::from_ref(state);
-        let RequestId(request_id) = RequestId::from_request_parts(parts, state).await.unwrap_or_else(|e| match e {});
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        Ok(authenticate(&ctx, header, request_id).await?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,8 +226,7 @@ mod tests {
         assert!(Scope::ALL.iter().all(|s| admin.allows(*s)));
         let reader = p(vec![Scope::TokensRead]);
         assert!(reader.require(Scope::TokensRead).is_ok());
-        let err = ApiError::from(reader.require(Scope::TokensRefresh).unwrap_err());
-        assert_eq!(err.status, axum::http::StatusCode::FORBIDDEN);
+        assert!(matches!(reader.require(Scope::TokensRefresh), Err(Error::InsufficientScope(Scope::TokensRefresh))));
         assert!(reader.require(Scope::Admin).is_err());
     }
 

@@ -13,7 +13,6 @@ use crate::{
     crypto::{KeyRing, sha256},
     db::Db,
     events::Metadata,
-    http::ApiError,
     secrets::{CachedSecret, SecretsClient, SecretsError, parse_plain},
     signing::SigningKeys,
 };
@@ -96,29 +95,27 @@ impl Context {
         cache.get().await
     }
 
-    /// SHA-256 of the bootstrap admin key, when one is configured.
-    pub async fn admin_key_hash(&self) -> Result<Option<Arc<[u8; 32]>>, ApiError> {
+    /// SHA-256 of the bootstrap admin key, when one is configured (`None` without
+    /// `ADMIN_API_KEY`); why it could not be read otherwise.
+    pub async fn admin_key_hash(&self) -> Result<Option<Arc<[u8; 32]>>, SecretsError> {
         match &self.inner.admin_key_hash {
             None => Ok(None),
-            Some(cache) => cache.get().await.map(Some).map_err(ApiError::internal),
+            Some(cache) => cache.get().await.map(Some),
         }
     }
 
-    /// The license-key pepper; a 500 (logged) when it is not configured.
-    pub async fn license_key_pepper(&self) -> Result<Arc<SecretString>, ApiError> {
-        let cache =
-            self.inner.pepper.as_ref().ok_or_else(|| ApiError::internal("LICENSE_KEY_PEPPER is not configured"))?;
-        cache.get().await.map_err(ApiError::internal)
+    /// The license-key pepper; [`SecretsError::NotConfigured`] without
+    /// `LICENSE_KEY_PEPPER`, or why it could not be read.
+    pub async fn license_key_pepper(&self) -> Result<Arc<SecretString>, SecretsError> {
+        let cache = self.inner.pepper.as_ref().ok_or(SecretsError::NotConfigured("LICENSE_KEY_PEPPER"))?;
+        cache.get().await
     }
 
-    /// The license signing key ring; a 500 (logged) when it is not configured or unreadable.
-    pub async fn signing_keys(&self) -> Result<Arc<SigningKeys>, ApiError> {
-        let cache = self
-            .inner
-            .signing_keys
-            .as_ref()
-            .ok_or_else(|| ApiError::internal("LICENSE_SIGNING_KEYS is not configured"))?;
-        cache.get().await.map_err(ApiError::internal)
+    /// The license signing key ring; [`SecretsError::NotConfigured`] without
+    /// `LICENSE_SIGNING_KEYS`, or why it could not be read.
+    pub async fn signing_keys(&self) -> Result<Arc<SigningKeys>, SecretsError> {
+        let cache = self.inner.signing_keys.as_ref().ok_or(SecretsError::NotConfigured("LICENSE_SIGNING_KEYS"))?;
+        cache.get().await
     }
 
     /// Event metadata for work this function does on its own.

@@ -184,23 +184,6 @@ impl Refused {
     }
 }
 
-/// The check of a client's `token_url` and `revoke_url` at registration and PATCH: what can
-/// be judged without a lookup (names are judged when called). 400 naming the field.
-pub fn check_provider_urls(
-    config: &Config,
-    token_url: &str,
-    revoke_url: Option<&str>,
-) -> Result<(), crate::http::ApiError> {
-    let policy = OutboundPolicy::from_config(config);
-    for (field, url) in [("token_url", Some(token_url)), ("revoke_url", revoke_url)] {
-        if let Some(url) = url {
-            check_url_str(&policy, url)
-                .map_err(|e| crate::http::ApiError::invalid_field(field, format!("{field} {}", e.rule())))?;
-        }
-    }
-    Ok(())
-}
-
 /// Future of a name lookup.
 pub type LookupFuture = Pin<Box<dyn Future<Output = std::io::Result<Vec<IpAddr>>> + Send>>;
 

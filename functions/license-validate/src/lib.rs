@@ -44,7 +44,7 @@ pub fn router(ctx: Context) -> Router {
 /// Serialises the answer once and signs exactly the bytes it sends, so the signature covers
 /// the body the product receives (DESIGN §6.15), negative codes and `NOT_FOUND` included.
 async fn render(ctx: &Context, answer: &impl serde::Serialize) -> Result<Response, ApiError> {
-    let keys = ctx.signing_keys().await?;
+    let keys = ctx.signing_keys().await.map_err(licenses::Error::SigningKeys)?;
     let body = serde_json::to_vec(answer).map_err(ApiError::internal)?;
     let signature = HeaderValue::try_from(keys.signature_header(&body)).map_err(ApiError::internal)?;
     Ok((
@@ -62,7 +62,7 @@ async fn render(ctx: &Context, answer: &impl serde::Serialize) -> Result<Respons
 /// CDNs spare the call while a new key, added to the ring before it becomes current, reaches
 /// every verifier well before it signs.
 async fn signing_keys(State(ctx): State<Context>) -> Result<impl IntoResponse, ApiError> {
-    let keys = ctx.signing_keys().await?;
+    let keys = ctx.signing_keys().await.map_err(licenses::Error::SigningKeys)?;
     Ok(([(header::CACHE_CONTROL, "public, max-age=3600")], axum::Json(keys.jwks())))
 }
 

@@ -15,7 +15,7 @@ use crate::{
     crypto::{random_token, sha256},
     db::DbError,
     events::{EventStoreError, Metadata},
-    http::{ApiError, Page, decode_cursor, encode_cursor, page_limit},
+    http::{Page, decode_cursor, encode_cursor, page_limit},
     projections,
 };
 
@@ -43,9 +43,13 @@ pub enum Error {
     /// The event store refused an append (a concurrent change) or failed.
     #[error(transparent)]
     EventStore(#[from] EventStoreError),
-    /// A paging parameter (`limit`, `cursor`), already answered in HTTP terms by `http`.
-    #[error(transparent)]
-    Page(#[from] ApiError),
+}
+
+impl Error {
+    /// A 400 naming `field`.
+    fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
+        Self::InvalidField { field, detail: detail.into() }
+    }
 }
 
 /// Events of an `apikey-<uuid>` stream.
@@ -111,10 +115,10 @@ fn stream(id: Uuid) -> String {
 pub async fn create(ctx: &Context, new: NewApiKey, metadata: &Metadata) -> Result<CreatedApiKey, Error> {
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(Error::InvalidField { field: "name", detail: "name must be 1 to 100 characters".into() });
+        return Err(Error::invalid("name", "name must be 1 to 100 characters"));
     }
     if new.scopes.is_empty() {
-        return Err(Error::InvalidField { field: "scopes", detail: "at least one scope is required".into() });
+        return Err(Error::invalid("scopes", "at least one scope is required"));
     }
     let mut scopes = new.scopes;
     scopes.sort();
@@ -139,8 +143,8 @@ const LIST: &str = include_str!("list.sql");
 /// Unrevoked keys, newest first. A stored scope this build does not know is not listed (it
 /// grants nothing either).
 pub async fn list(ctx: &Context, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<ApiKey>, Error> {
-    let limit = page_limit(limit)?;
-    let after: Option<Uuid> = cursor.map(decode_cursor).transpose()?;
+    let limit = page_limit(limit).map_err(|e| Error::invalid("limit", e.detail))?;
+    let after: Option<Uuid> = cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid("cursor", e.detail))?;
     let fetch = limit + 1;
     let rows = ctx.db().query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
     let mut items: Vec<ApiKey> = rows

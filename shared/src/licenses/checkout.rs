@@ -126,7 +126,7 @@ pub async fn checkout(
     if request.ttl_seconds == Some(0) {
         return Err(Error::invalid("ttl_seconds", "ttl_seconds must be a positive integer"));
     }
-    let keys = ctx.signing_keys().await?;
+    let keys = ctx.signing_keys().await.map_err(Error::SigningKeys)?;
     let hash = pepper_hash(ctx, &request.license_key).await?;
     let mut client = ctx.db().get().await?;
     let tx = client.transaction().await?;

@@ -26,7 +26,6 @@ use crate::{
     context::Context,
     db::DbError,
     events::{EventStoreError, ExpectedVersion, Metadata},
-    http::ApiError,
     projections,
 };
 
@@ -44,12 +43,6 @@ pub enum ImportError {
     /// keyledger refused (database unavailable, configuration missing).
     #[error(transparent)]
     License(#[from] Error),
-}
-
-impl From<ApiError> for ImportError {
-    fn from(e: ApiError) -> Self {
-        Self::License(Error::Context(e))
-    }
 }
 
 impl From<DbError> for ImportError {
@@ -222,7 +215,7 @@ pub async fn import_sqlite(
         .await
         .map_err(|e| Error::Internal(format!("reading the SQLite file: {e}")))?
         .map_err(|source| ImportError::Sqlite { path: path.display().to_string(), source })?;
-    let pepper = ctx.license_key_pepper().await?;
+    let pepper = ctx.license_key_pepper().await.map_err(Error::Pepper)?;
     let mut report = ImportReport::default();
 
     let email_key = |e: &str| e.trim().to_lowercase();

@@ -43,7 +43,7 @@ pub use values::{
     MAX_KEY_CHARS, Nonce, RevealedKey,
 };
 
-use crate::{db::DbError, events::EventStoreError, http::ApiError, secrets::SecretsError};
+use crate::{db::DbError, events::EventStoreError, secrets::SecretsError};
 
 /// What can go wrong in the licenses domain, by meaning. The HTTP layer gives each a status
 /// and a `code`; messages never quote a key.
@@ -81,10 +81,13 @@ pub enum Error {
     Internal(String),
     /// The encryption key ring is not configured or could not be read.
     #[error("the encryption key ring is unavailable")]
-    KeyRing(#[from] SecretsError),
-    /// The shared context (configuration, secrets) failed; already mapped by its owner.
-    #[error("{0}")]
-    Context(ApiError),
+    KeyRing(#[source] SecretsError),
+    /// The license-key pepper (how a key is looked up) is not configured or could not be read.
+    #[error("the license-key pepper is unavailable")]
+    Pepper(#[source] SecretsError),
+    /// The license signing keys are not configured or could not be read.
+    #[error("the license signing keys are unavailable")]
+    SigningKeys(#[source] SecretsError),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -97,12 +100,6 @@ impl Error {
     /// A 400 naming `field`.
     pub(crate) fn invalid(field: &'static str, detail: impl Into<String>) -> Self {
         Self::InvalidField { field, detail: detail.into() }
-    }
-}
-
-impl From<ApiError> for Error {
-    fn from(e: ApiError) -> Self {
-        Self::Context(e)
     }
 }
 

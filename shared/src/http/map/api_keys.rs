@@ -10,7 +10,6 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => ApiError::not_found("api_key_not_found", e.to_string()),
             Error::Db(db) => db.into(),
             Error::EventStore(store) => store.into(),
-            Error::Page(api) => api,
         }
     }
 }

@@ -75,7 +75,7 @@ const KEY_TAKEN: &str = include_str!("../sql/key_taken.sql");
 /// Appends `LicenseIssued` (and a status event for imported suspended/revoked licenses) in
 /// one transaction; `license_key_exists` when the key is already known.
 pub(crate) async fn issue_license(ctx: &Context, issue: Issue, metadata: &Metadata) -> Result<Uuid, Error> {
-    let keyring = ctx.keyring().await?;
+    let keyring = ctx.keyring().await.map_err(Error::KeyRing)?;
     let hash = pepper_hash(ctx, &issue.key).await?;
     let id = Uuid::now_v7();
     let stream_id = stream(id);

@@ -133,7 +133,7 @@ pub(super) fn check_metadata(m: Option<Value>) -> Result<Value, Error> {
 
 /// The key's lookup hash under the pepper (how every path finds a license by its key).
 pub(in crate::licenses) async fn pepper_hash(ctx: &Context, key: &LicenseKey) -> Result<[u8; 32], Error> {
-    Ok(key.lookup_hash(&*ctx.license_key_pepper().await?))
+    Ok(key.lookup_hash(&*ctx.license_key_pepper().await.map_err(Error::Pepper)?))
 }
 
 /// How [`fetch`] finds the license.
@@ -161,7 +161,7 @@ pub(super) async fn fetch(ctx: &Context, find: Find, reveal: bool) -> Result<Opt
     }
     let mut license = license_from_row(row)?;
     if reveal {
-        let keyring = ctx.keyring().await?;
+        let keyring = ctx.keyring().await.map_err(Error::KeyRing)?;
         let stream_id = stream(license.id);
         let key = keyring
             .decrypt(Owner::new(&stream_id, KEY_FIELD), row.try_get("license_key")?)
