@@ -11,7 +11,9 @@
 //!    statement, JSON), one request at a time, timed from request to collected body:
 //!    the latest 24 h (hour buckets), random 24-h windows in the 30 days, the latest 24 h of
 //!    one service, and the whole 30 days (day buckets) with and without a service.
-//!    p50/p90/p99/max per case, plus `EXPLAIN (ANALYZE, BUFFERS)` of the 24-h and 30-day SQL.
+//!    p50/p90/p99/max per case, plus `EXPLAIN (ANALYZE, BUFFERS)` of the route's own statement
+//!    (`stats::sql`, under its transaction-local settings) for 24 h and 30 days, with and
+//!    without a service.
 //!
 //! Environment: `BENCH_DATABASE_URL` (a server where a database may be created; default
 //! postgres://postgres@127.0.0.1:5432/postgres), `BENCH_QUERIES` (per 24-h case, 500),
@@ -30,7 +32,15 @@ use axum::{
 };
 use chrono::{DateTime, Duration as Span, SecondsFormat, Utc};
 use serde_json::Value;
-use shared::{Context, api_keys, auth::Scope, config::Config, events::Metadata, migrations, request_log::partitions};
+use shared::{
+    Context, api_keys,
+    auth::Scope,
+    config::Config,
+    events::Metadata,
+    migrations,
+    request_log::{partitions, stats},
+};
+use tokio_postgres::types::{ToSql, Type};
 use tower::ServiceExt;
 
 const DB_NAME: &str = "kl_bench_request_log_stats";
@@ -129,25 +139,26 @@ async fn run(router: &Router, key: &str, case: &Case) -> anyhow::Result<String> 
     ))
 }
 
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the route's own statement, under its own settings.
 async fn explain(
-    client: &tokio_postgres::Client,
+    client: &mut tokio_postgres::Client,
     title: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    unit: &str,
+    bucket: stats::Bucket,
+    service: Option<&str>,
 ) -> anyhow::Result<()> {
-    let rows = client
-        .query(
-            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF)
-             SELECT date_trunc($1, occurred_at, 'UTC') AS start, count(*),
-                    count(*) FILTER (WHERE status_code BETWEEN 400 AND 499),
-                    count(*) FILTER (WHERE status_code >= 500),
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
-                    percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)
-             FROM request_log WHERE occurred_at >= $2 AND occurred_at < $3 GROUP BY 1 ORDER BY 1",
-            &[&unit, &from, &to],
-        )
-        .await?;
+    let (unit, interval) = (bucket.unit(), bucket.interval());
+    let sql = format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}", stats::sql(service.is_some(), false));
+    let tx = client.transaction().await?;
+    tx.query_typed(stats::LOCAL_SETTINGS, &[(&stats::WORK_MEM, Type::TEXT)]).await?;
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
+        vec![(&unit, Type::TEXT), (&from, Type::TIMESTAMPTZ), (&to, Type::TIMESTAMPTZ), (&interval, Type::TEXT)];
+    if let Some(service) = &service {
+        params.push((service, Type::TEXT));
+    }
+    let rows = tx.query_typed(&sql, &params).await?;
+    tx.commit().await?;
     println!("EXPLAIN {title}:");
     for row in rows {
         println!("    {}", row.get::<_, String>(0));
@@ -204,8 +215,12 @@ async fn main() -> anyhow::Result<()> {
         took.as_secs_f64()
     );
 
-    explain(&client, "latest 24 h, hour buckets", now - Span::hours(24), now, "hour").await?;
-    explain(&client, "30 days, day buckets", now - Span::days(DAYS), now, "day").await?;
+    let (hour, day) = (stats::Bucket::Hour, stats::Bucket::Day);
+    explain(&mut client, "latest 24 h, hour buckets", now - Span::hours(24), now, hour, None).await?;
+    explain(&mut client, "latest 24 h of svc-03, hour buckets", now - Span::hours(24), now, hour, Some("svc-03"))
+        .await?;
+    explain(&mut client, "30 days, day buckets", now - Span::days(DAYS), now, day, None).await?;
+    explain(&mut client, "30 days of svc-03, day buckets", now - Span::days(DAYS), now, day, Some("svc-03")).await?;
 
     let router = request_log::router(ctx.clone());
     let to = now;

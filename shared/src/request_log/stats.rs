@@ -1,10 +1,22 @@
 //! `GET /v1/requests/stats` (DESIGN §6.10): requests, 4xx, 5xx and p50/p95 duration per time
 //! bucket, for the console's charts.
 //!
-//! Answered by ONE statement over the partitioned table: the time range prunes partitions and
-//! walks the primary key `(occurred_at, id)` or, with a service, `request_log_service`;
-//! `date_trunc` makes the buckets and `percentile_cont` the percentiles. Buckets are UTC and
-//! only those with records are returned, oldest first.
+//! Answered by ONE statement over the partitioned table, bucket by bucket: the buckets of the
+//! range come from `generate_series`, and for each one an index-only range scan of
+//! `request_log_stats` `(occurred_at) INCLUDE (status_code, duration_ms)` or, with a service,
+//! `request_log_service_stats` (migration 0006; run-time pruning visits only the partition
+//! that holds the bucket) feeds one aggregate: the counts and `percentile_cont`. So no step
+//! sorts or groups more than one bucket's records (grouping the whole range by `date_trunc`
+//! sorted all of it: a million records for 30 days, spilling to disk). A bucket is
+//! `[start, start + length)` with starts on UTC boundaries, exactly what
+//! `date_trunc(unit, occurred_at, 'UTC')` groups (UTC minutes, hours and days have fixed
+//! lengths). Only buckets with records are returned, oldest first.
+//!
+//! The statement runs in its own transaction with two transaction-local settings
+//! (`set_config(.., true)`: no session state, nothing for a connection pooler to pin): JIT
+//! off — the planner cannot know how many buckets `generate_series` yields, so its estimate
+//! crosses `jit_above_cost` and compiling would cost more than the whole answer — and
+//! [`WORK_MEM`] for the sort inside `percentile_cont`, so a busy bucket stays in memory.
 //!
 //! The bucket defaults from the range (see [`Bucket::for_range`]): up to 6 hours → minute,
 //! up to 14 days → hour, longer → day; a range that would need more than [`MAX_BUCKETS`]
@@ -16,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::{ToSql, Type};
 
 use super::{Error, parse_time, redact};
-use crate::db::Db;
+use crate::db::{Db, DbError};
 
 /// Most buckets one answer may hold (a day of minutes).
 pub const MAX_BUCKETS: i64 = 1440;
@@ -74,11 +86,21 @@ impl Bucket {
     }
 
     /// `date_trunc`'s name of the unit.
-    fn unit(self) -> &'static str {
+    pub fn unit(self) -> &'static str {
         match self {
             Self::Minute => "minute",
             Self::Hour => "hour",
             Self::Day => "day",
+        }
+    }
+
+    /// The bucket's length as a PostgreSQL interval: fixed hours for a day, so that adding it
+    /// never depends on the session's time zone (a UTC day is always 24 hours).
+    pub fn interval(self) -> &'static str {
+        match self {
+            Self::Minute => "1 minute",
+            Self::Hour => "1 hour",
+            Self::Day => "24 hours",
         }
     }
 
@@ -191,10 +213,22 @@ impl StatsQuery {
     }
 }
 
+/// `work_mem` for the stats statement: the sort inside `percentile_cont` holds one bucket's
+/// durations (24 bytes each), so 16 MB keeps a bucket of about 700,000 records in memory.
+/// Only one such sort is alive at a time (buckets are aggregated one after another).
+pub const WORK_MEM: &str = "16MB";
+
+/// Transaction-local settings of the stats statement (see the module documentation); `$1` is
+/// [`WORK_MEM`].
+pub const LOCAL_SETTINGS: &str = "SELECT set_config('jit', 'off', true), set_config('work_mem', $1, true)";
+
 /// The SQL for a query with the filters given (so each combination is planned for its index).
-fn sql(service: bool, endpoint: bool) -> String {
-    let mut conditions = vec!["occurred_at >= $2", "occurred_at < $3"];
-    let mut n = 3;
+/// `$1` is the `date_trunc` unit, `$2`/`$3` the range, `$4` the bucket's length (public for
+/// the benchmark's `EXPLAIN`).
+pub fn sql(service: bool, endpoint: bool) -> String {
+    let mut conditions =
+        vec!["occurred_at >= greatest(b.start, $2)", "occurred_at < least(b.start + $4::interval, $3)"];
+    let mut n = 4;
     let (mut s, mut e) = (String::new(), String::new());
     if service {
         n += 1;
@@ -205,33 +239,42 @@ fn sql(service: bool, endpoint: bool) -> String {
         e = format!("endpoint = ${n}");
     }
     conditions.extend([s.as_str(), e.as_str()].into_iter().filter(|c| !c.is_empty()));
+    // `generate_series` includes its end: the last start is the last instant before `to`.
     format!(
-        "SELECT date_trunc($1, occurred_at, 'UTC') AS start,
-                count(*) AS count,
-                count(*) FILTER (WHERE status_code BETWEEN 400 AND 499) AS client_errors,
-                count(*) FILTER (WHERE status_code >= 500) AS server_errors,
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms,
-                percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms
-         FROM request_log
-         WHERE {}
-         GROUP BY 1
-         ORDER BY 1",
+        "SELECT b.start, s.count, s.client_errors, s.server_errors, s.p50_ms, s.p95_ms
+         FROM generate_series(date_trunc($1, $2, 'UTC'), $3 - interval '1 microsecond', $4::interval) AS b (start)
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS count,
+                    count(*) FILTER (WHERE status_code BETWEEN 400 AND 499) AS client_errors,
+                    count(*) FILTER (WHERE status_code >= 500) AS server_errors,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms
+             FROM request_log
+             WHERE {}
+         ) AS s
+         WHERE s.count > 0
+         ORDER BY b.start",
         conditions.join(" AND ")
     )
 }
 
-/// Runs `query` in one round trip.
+/// Runs `query`: its settings and the statement pipelined in one transaction.
 pub async fn stats(db: &Db, query: &StatsQuery) -> Result<Stats, Error> {
-    let unit = query.bucket.unit();
-    let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
-        vec![(&unit, Type::TEXT), (&query.from, Type::TIMESTAMPTZ), (&query.to, Type::TIMESTAMPTZ)];
+    let (unit, interval) = (query.bucket.unit(), query.bucket.interval());
+    let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![
+        (&unit, Type::TEXT),
+        (&query.from, Type::TIMESTAMPTZ),
+        (&query.to, Type::TIMESTAMPTZ),
+        (&interval, Type::TEXT),
+    ];
     if let Some(service) = &query.service {
         params.push((service, Type::TEXT));
     }
     if let Some(endpoint) = &query.endpoint {
         params.push((endpoint, Type::TEXT));
     }
-    let rows = db.query(&sql(query.service.is_some(), query.endpoint.is_some()), &params).await?;
+    let sql = sql(query.service.is_some(), query.endpoint.is_some());
+    let rows = run(db, &sql, &params).await?;
     let items = rows
         .iter()
         .map(|row| StatsItem {
@@ -244,6 +287,16 @@ pub async fn stats(db: &Db, query: &StatsQuery) -> Result<Stats, Error> {
         })
         .collect();
     Ok(Stats { bucket: query.bucket, items })
+}
+
+async fn run(db: &Db, sql: &str, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Vec<tokio_postgres::Row>, DbError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    // Both sent before either answer is awaited: one round trip.
+    let (_, rows) =
+        tokio::try_join!(tx.query_typed(LOCAL_SETTINGS, &[(&WORK_MEM, Type::TEXT)]), tx.query_typed(sql, params))?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 #[cfg(test)]
