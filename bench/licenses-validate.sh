@@ -18,7 +18,9 @@
 # OUT (~/.cache/keyledger/bench-licenses), PG_DIR, PG_PORT (55440), PORT (8711),
 # PEER_PORT (8712), PEER_SRC, PEER (1 = also run the peer), KEYLEDGER (1 = measure keyledger),
 # QUIET_MAX (10 % host busy), QUIET_SECS (5), QUIET_WAIT (300), NOISY_RETRIES (re-runs of a
-# noisy peer measurement, 1), SKIP_SEED.
+# noisy peer measurement, 1), SKIP_SEED, SKIP_BUILD=1 with BIN_DIR (a directory holding
+# already built release `license-validate` and `keyledger` binaries, e.g. copies of an older
+# commit's build for a before/after: skips cargo, whose build lock another build can hold).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,10 +65,14 @@ trap 'exit 130' INT TERM
 # (1) tools -------------------------------------------------------------------------------
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 command -v psql >/dev/null && [[ -x "$PGBIN/initdb" ]] || die "PostgreSQL binaries not found (PGBIN)"
-log "building license-validate and keyledger (release, $CARGO_TARGET_DIR)"
-(cd "$ROOT" && cargo build --release -q -p license-validate -p keyledger)
-SERVER_BIN=$CARGO_TARGET_DIR/release/license-validate
-CLI=$CARGO_TARGET_DIR/release/keyledger
+BIN_DIR=${BIN_DIR:-$CARGO_TARGET_DIR/release}
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  log "building license-validate and keyledger (release, $CARGO_TARGET_DIR)"
+  (cd "$ROOT" && cargo build --release -q -p license-validate -p keyledger)
+fi
+SERVER_BIN=$BIN_DIR/license-validate
+CLI=$BIN_DIR/keyledger
+[[ -x "$SERVER_BIN" && -x "$CLI" ]] || die "no release binaries in $BIN_DIR"
 
 # (2) PostgreSQL --------------------------------------------------------------------------
 as_pg() { if [[ "$(id -u)" == 0 ]]; then (cd /tmp && runuser -u postgres -- "$@"); else "$@"; fi; }
@@ -171,7 +177,7 @@ measure() { # label concurrency threads
   t1=$(date +%s.%N); s1=$(ticks_of_tree "$SERVER_PID"); p1=$(ticks_of_tree "$PG_PID"); h1=$(busy_ticks)
   res=$(grep '^RESULT ' "$OUT/wrk-$label.txt" | tail -1)
   res="$res $(awk -v d="$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" 'BEGIN{print (b - a) * hz}')" -v s=$((s1 - s0)) -v p=$((p1 - p0)) -v h=$((h1 - h0)) \
-    'BEGIN{printf "app_cpu_pct=%.0f pg_cpu_pct=%.0f host_cpu_pct=%.0f", s/d*100, p/d*100, h/d*100}')"
+    'BEGIN{printf "app_cpu_pct=%.0f pg_cpu_pct=%.0f host_cpu_pct=%.0f", s/d*100, p/d*100, h/d*100}') load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
   log "$res"
   RESULTS+=("$res")
 }
@@ -185,6 +191,7 @@ VALID=$(curl -s -H 'content-type: application/json' -d "{\"license_key\":\"$KEY\
 NOTFOUND=$(curl -s -H 'content-type: application/json' -d '{"license_key":"NOPE","installation_id":"x"}' "http://127.0.0.1:$PORT/v1/licenses/validate")
 [[ "$NOTFOUND" == *'"code":"NOT_FOUND"'* && "$NOTFOUND" == *'"license":null'* ]] || die "smoke check failed: $NOTFOUND"
 log "sample answer: $VALID"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ "$KEYLEDGER" == 1 ]]; then
   measure keyledger-c1 1 1
   measure keyledger-c32 32 2
@@ -210,15 +217,16 @@ fi
 field() { sed -nE "s/.* $1=([^ ]+).*/\1/p" <<<" $2"; }
 {
   echo
-  echo "license validate benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ) — $(git -C "$ROOT" rev-parse --short HEAD)"
+  echo "license validate benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ) — $(git -C "$ROOT" rev-parse --short HEAD) — binaries: $SERVER_BIN"
+  echo "load average before/after the runs: ${LOAD_BEFORE:-?} / $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "machine: nproc=$(nproc), $(sed -nE 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1); postgres: $PG_SETTINGS"
   echo "load: wrk -c1 -t1 / -c32 -t2, ${DURATION}s after ${WARMUP}s warm-up, random license of N=$N per request (peer's wrk/peer.lua)"
-  printf '%-16s %9s %8s %8s %8s %6s | %5s %5s %5s\n' server "req/s" "p50 ms" "p99 ms" "max ms" errors app pg host
+  printf '%-16s %9s %8s %8s %8s %6s | %5s %5s %5s | %s\n' server "req/s" "p50 ms" "p99 ms" "max ms" errors app pg host "load avg after"
   for r in "${RESULTS[@]}" ${PEER_ROWS[@]+"${PEER_ROWS[@]}"}; do
     name=$(field name "$r"); [[ "$r" == c=* ]] && name="peer-$(field workers "$r")w-${r%% *}"
     errs=$(( $(field bad "$r") + $(field connect_err "$r") + $(field read_err "$r") + $(field write_err "$r") + $(field timeouts "$r") ))
-    printf '%-16s %9s %8s %8s %8s %6s | %5s %5s %5s\n' "$name" "$(field rps "$r")" "$(field p50_ms "$r")" "$(field p99_ms "$r")" \
-      "$(field max_ms "$r")" "$errs" "$(field app_cpu_pct "$r")" "$(field pg_cpu_pct "$r")" "$(field host_cpu_pct "$r")"
+    printf '%-16s %9s %8s %8s %8s %6s | %5s %5s %5s | %s\n' "$name" "$(field rps "$r")" "$(field p50_ms "$r")" "$(field p99_ms "$r")" \
+      "$(field max_ms "$r")" "$errs" "$(field app_cpu_pct "$r")" "$(field pg_cpu_pct "$r")" "$(field host_cpu_pct "$r")" "$(field load "$r")"
   done
   printf '%s\n' "${QUIET_LOG[@]}"
   echo "CPU columns: % of one core during the run (host max = 200). Peer rows: see $OUT/peer-c*.log for its own CPU and quiet checks."
