@@ -9,9 +9,9 @@ use uuid::Uuid;
 use super::{Entitlements, InstallationId, InstallationName, LicenseKey, LicenseStatus, Nonce};
 
 /// The body of `POST /v1/licenses/validate` (DESIGN §6.6, §6.6a). Each check has its own
-/// body type, read with `http::OpenJson`: fields a route does not take (`name` on validate,
-/// `ttl_seconds` anywhere but checkout) are ignored unread, so that products may send more
-/// than this version reads.
+/// body type, read with `http::OpenJson`: fields a route does not take (`ttl_seconds`
+/// anywhere but checkout, `entitlements` on deactivate) are ignored unread, so that products
+/// may send more than this version reads.
 #[derive(Debug, Deserialize)]
 pub struct ValidateRequest {
     /// The credential.
@@ -19,6 +19,9 @@ pub struct ValidateRequest {
     pub license_key: LicenseKey,
     /// The installation asking.
     pub installation_id: InstallationId,
+    /// Checked as on activate (one body fits validate, activate and deactivate), not used.
+    #[serde(default)]
+    pub name: Option<InstallationName>,
     /// Echoed in the answer, so the caller can tell a fresh answer from a replayed one.
     #[serde(default)]
     pub nonce: Option<Nonce>,
@@ -47,7 +50,8 @@ pub struct ActivateRequest {
     pub entitlements: Option<Entitlements>,
 }
 
-/// The body of `POST /v1/licenses/deactivate`: the key, the installation and a nonce.
+/// The body of `POST /v1/licenses/deactivate`: the key, the installation, a name (checked,
+/// unused) and a nonce.
 #[derive(Debug, Deserialize)]
 pub struct DeactivateRequest {
     /// The credential.
@@ -55,6 +59,9 @@ pub struct DeactivateRequest {
     pub license_key: LicenseKey,
     /// The installation giving up its slot.
     pub installation_id: InstallationId,
+    /// Checked as on activate, not used.
+    #[serde(default)]
+    pub name: Option<InstallationName>,
     /// Echoed in the answer.
     #[serde(default)]
     pub nonce: Option<Nonce>,
