@@ -45,8 +45,11 @@ venv_install() {
   fi
   local missing=()
   for spec in "$@"; do
-    local name=${spec%%[\[=<>]*}
-    "$venv/bin/pip" show -q "$name" >/dev/null 2>&1 || missing+=("$spec")
+    # A pinned spec (`schemathesis==4.32.5`) wants that version, not just the package.
+    local name=${spec%%[\[=<>]*} want='' have
+    [[ $spec == *==* ]] && want=${spec##*==}
+    have=$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p')
+    if [ -z "$have" ] || { [ -n "$want" ] && [ "$have" != "$want" ]; }; then missing+=("$spec"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} (PyPI)"

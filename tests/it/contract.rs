@@ -123,3 +123,43 @@ fn every_operation_documents_its_responses_and_references_resolve() {
         assert!(doc.pointer(&pointer).is_some(), "unresolved $ref #{pointer}");
     }
 }
+
+/// `POST /v1/clients` in the document names every preset and, per preset, exactly the
+/// parameters its file has (required where it has no default, closed lists as enums), so a
+/// new preset or parameter cannot leave the document behind.
+#[test]
+fn the_new_client_schema_knows_every_preset_and_its_parameters() {
+    let doc = document();
+    let new_client = &doc["components"]["schemas"]["NewClient"];
+    let presets = shared::providers::list();
+    let mut listed: Vec<Value> = presets.iter().map(|p| Value::from(p.id.as_str())).collect();
+    listed.push(Value::Null);
+    assert_eq!(new_client["properties"]["preset"]["enum"].as_array().unwrap(), &listed);
+    let rules = new_client["allOf"].as_array().unwrap();
+    for preset in presets {
+        let rule = rules
+            .iter()
+            .find(|r| r["if"]["properties"]["preset"]["const"] == preset.id.as_str())
+            .unwrap_or_else(|| panic!("no rule for preset {}", preset.id));
+        let params = &rule["then"]["properties"]["preset_params"];
+        assert_eq!(params["additionalProperties"], false, "{}", preset.id);
+        let documented: Vec<&String> = params["properties"].as_object().unwrap().keys().collect();
+        let known: Vec<&String> = preset.params.keys().collect();
+        assert_eq!(documented, known, "{}", preset.id);
+        let required: Vec<&str> =
+            preset.params.iter().filter(|(_, p)| p.default.is_none()).map(|(n, _)| n.as_str()).collect();
+        let documented_required: Vec<&str> =
+            params["required"].as_array().map_or(vec![], |r| r.iter().map(|v| v.as_str().unwrap()).collect());
+        assert_eq!(documented_required, required, "{}", preset.id);
+        for (name, param) in &preset.params {
+            let schema = &params["properties"][name];
+            match &param.allowed {
+                Some(allowed) => assert_eq!(&schema["enum"], &serde_json::json!(allowed), "{}.{name}", preset.id),
+                None if param.pattern.is_some() => {
+                    assert_eq!(schema["allOf"][0]["pattern"].as_str(), param.pattern.as_deref(), "{}.{name}", preset.id)
+                }
+                None => {}
+            }
+        }
+    }
+}

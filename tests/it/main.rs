@@ -27,6 +27,7 @@ mod oauth_clients;
 mod oauth_flow;
 mod oauth_tokens;
 mod oauth_world;
+mod openapi_rules;
 mod outbound;
 mod provider_presets;
 mod readme_zoho;

@@ -218,7 +218,9 @@ async fn unknown_presets_parameters_and_secret_captures_are_refused_naming_them(
         Some(json!({"preset_params": {"region": "eu"}})),
     )
     .await;
-    assert_eq!(patched.status, StatusCode::BAD_REQUEST);
+    // The body is well formed; the client's state refuses it (DESIGN §6.14, docs/openapi.json).
+    assert_eq!(patched.status, StatusCode::CONFLICT, "{}", patched.text);
+    assert_eq!(patched.json["code"], "client_has_no_preset");
     assert_eq!(patched.json["field"], "preset_params");
 }
 

@@ -11,8 +11,8 @@ use axum::{
 };
 use shared::{
     Context,
-    http::{ApiError, Json, RequestId},
-    licenses::{self, CheckRequest, CheckoutRequest},
+    http::{ApiError, OpenJson, RequestId},
+    licenses::{self, ActivateRequest, CheckoutRequest, DeactivateRequest, ValidateRequest},
     signing,
 };
 
@@ -66,14 +66,14 @@ async fn signing_keys(State(ctx): State<Context>) -> Result<impl IntoResponse, A
     Ok(([(header::CACHE_CONTROL, "public, max-age=3600")], axum::Json(keys.jwks())))
 }
 
-async fn validate(State(ctx): State<Context>, Json(body): Json<CheckRequest>) -> Result<Response, ApiError> {
+async fn validate(State(ctx): State<Context>, OpenJson(body): OpenJson<ValidateRequest>) -> Result<Response, ApiError> {
     render(&ctx, &licenses::validate(&ctx, body).await?).await
 }
 
 async fn activate(
     State(ctx): State<Context>,
     RequestId(request_id): RequestId,
-    Json(body): Json<CheckRequest>,
+    OpenJson(body): OpenJson<ActivateRequest>,
 ) -> Result<Response, ApiError> {
     render(&ctx, &licenses::activate(&ctx, body, Some(request_id)).await?).await
 }
@@ -81,7 +81,7 @@ async fn activate(
 async fn deactivate(
     State(ctx): State<Context>,
     RequestId(request_id): RequestId,
-    Json(body): Json<CheckRequest>,
+    OpenJson(body): OpenJson<DeactivateRequest>,
 ) -> Result<Response, ApiError> {
     render(&ctx, &licenses::deactivate(&ctx, body, Some(request_id)).await?).await
 }
@@ -89,7 +89,7 @@ async fn deactivate(
 async fn checkout(
     State(ctx): State<Context>,
     RequestId(request_id): RequestId,
-    Json(body): Json<CheckoutRequest>,
+    OpenJson(body): OpenJson<CheckoutRequest>,
 ) -> Result<Response, ApiError> {
     render(&ctx, &licenses::checkout(&ctx, body, Some(request_id)).await?).await
 }

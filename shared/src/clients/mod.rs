@@ -46,6 +46,10 @@ pub enum Error {
     /// No client with this id (or it was deleted).
     #[error("no client '{0}'")]
     NotFound(String),
+    /// `preset_params` for a client that was not made from a preset: the body is well formed,
+    /// the client's state refuses it (named `preset_params`).
+    #[error("this client was not made from a preset, so it has no preset_params")]
+    NoPreset,
     /// Connections that are not revoked still use the client.
     #[error("{0} connection(s) still use this client; revoke them first")]
     InUse(i64),

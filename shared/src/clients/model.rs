@@ -131,7 +131,9 @@ impl Quirks {
             if crate::request_log::redact::is_sensitive_key(name) {
                 return Err(Error::invalid(field, "a header that looks like a credential cannot be a quirk"));
             }
-            if value.len() > 500 || reqwest::header::HeaderValue::from_str(value).is_err() {
+            // `HeaderValue` would also take bytes past ASCII; the rule (and docs/openapi.json)
+            // is visible ASCII, space and tab.
+            if value.len() > 500 || !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
                 return Err(Error::invalid(field, "a header value is at most 500 visible ASCII characters"));
             }
         }

@@ -15,7 +15,7 @@ impl ClientPatch {
         let mut s = current.clone();
         if let Some(params) = &self.preset_params {
             let Some(id) = &current.preset else {
-                return Err(Error::invalid("preset_params", "this client was not made from a preset"));
+                return Err(Error::NoPreset);
             };
             let r = preset::resolve(id, params)?;
             s.authorize_url = r.authorize_url;

@@ -31,6 +31,68 @@ fn body_rejection(e: BytesRejection) -> ApiError {
     }
 }
 
+/// `Json<T>` for a body that may carry fields this version does not read (the public license
+/// checks: a product may send more than the route takes). Top-level fields `T` does not name
+/// are dropped unread, before any check, so what is ignored can never be refused; the fields
+/// `T` reads are checked as by [`Json`].
+pub struct OpenJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OpenJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        parse_open_json(&bytes).map(OpenJson)
+    }
+}
+
+/// [`OpenJson`]'s parse: [`parse_json`] of the body without the top-level fields `T` does not
+/// name.
+pub fn parse_open_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut value = parse_object(bytes)?;
+    let known = struct_fields::<T>();
+    if let Value::Object(map) = &mut value {
+        map.retain(|k, _| known.contains(&k.as_str()));
+    }
+    from_object(value, &|_| false)
+}
+
+/// The field names a `#[derive(Deserialize)]` struct reads (what the derive hands
+/// `deserialize_struct`); empty for anything else, so nothing is kept.
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor, value::Error};
+
+    struct Probe(&'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for &mut Probe {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Error> {
+            self.0 = fields;
+            Err(Error::custom("probed"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    let mut probe = Probe(&[]);
+    let _ = T::deserialize(&mut probe);
+    probe.0
+}
+
 /// Parses a JSON body, naming the path of the first offending field. Any string (or key)
 /// holding U+0000 is refused, naming its path: PostgreSQL cannot store it in `text`/`jsonb`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -41,13 +103,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// a string whose path `nul_allowed` accepts (`records[0].request_body`, or a path inside it)
 /// has each U+0000 replaced by U+FFFD instead of being refused.
 pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], nul_allowed: &dyn Fn(&str) -> bool) -> Result<T, ApiError> {
+    from_object(parse_object(bytes)?, nul_allowed)
+}
+
+/// The body as a JSON object: syntax and shape, no types yet.
+fn parse_object(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("invalid_json", "the request body is empty; a JSON object is expected"));
     }
     // Syntax first, types second: through a `Value`, a wrong type (`"auth_method": 7`) is a
     // type error naming the field, never "not valid JSON" (serde_json's streaming enum
     // reader reports a number where an enum is expected as a syntax error).
-    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         let message = strip_position(&e.to_string());
         ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {message}"))
     })?;
@@ -59,6 +126,12 @@ pub fn parse_json_with<T: DeserializeOwned>(bytes: &[u8], nul_allowed: &dyn Fn(&
             format!("the request body must be a JSON object, found {}", found_name(Some(&value))),
         ));
     }
+    Ok(value)
+}
+
+/// A body object as `T`: strings, keys and numbers checked first ([`sanitize`]), then the
+/// types, naming the first offending field.
+fn from_object<T: DeserializeOwned>(mut value: Value, nul_allowed: &dyn Fn(&str) -> bool) -> Result<T, ApiError> {
     sanitize(&mut value, &mut String::new(), nul_allowed)?;
     let original = value.clone();
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -382,6 +455,22 @@ mod tests {
         assert!(err.detail.contains("client_secret_post"), "{}", err.detail);
         assert_eq!(err.field.as_deref(), Some("auth_method"));
         assert!(!err.detail.contains("not valid JSON"), "{}", err.detail);
+    }
+
+    #[test]
+    fn an_open_body_drops_the_fields_it_does_not_read_before_any_check() {
+        let body = br#"{"service":"a","status_code":200,"extra":{"x":1.7976931348623157e308},"name":"\u0000"}"#;
+        let record: Record = parse_open_json(body).unwrap();
+        assert_eq!(record.service, "a");
+        assert!(parse_json::<Record>(body).is_err(), "a closed parse checks every field");
+        let err = parse_open_json::<Record>(br#"{"service":"\u0000","status_code":1,"x":2}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("service"));
+        let err = parse_open_json::<Record>(br#"{"service":"a","status_code":1e301}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("status_code"));
+        let err = parse_open_json::<Record>(br#"{"status_code":1,"x":2}"#).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("service"));
+        assert_eq!(struct_fields::<Record>(), ["service", "status_code"]);
+        assert!(struct_fields::<Value>().is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod lambda;
 mod map;
 mod problem;
 
-pub use extract::{Json, Query, parse_json, parse_json_with, parse_query};
+pub use extract::{Json, OpenJson, Query, parse_json, parse_json_with, parse_open_json, parse_query};
 pub use problem::{ApiError, cause_chain};
 
 use crate::config::Config;

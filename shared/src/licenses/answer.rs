@@ -8,25 +8,63 @@ use uuid::Uuid;
 
 use super::{Entitlements, InstallationId, InstallationName, LicenseKey, LicenseStatus, Nonce};
 
-/// The body of `POST /v1/licenses/{validate,activate,deactivate}`. Unknown fields are
-/// ignored so that products may send more than this version reads.
+/// The body of `POST /v1/licenses/validate` (DESIGN §6.6, §6.6a). Each check has its own
+/// body type, read with `http::OpenJson`: fields a route does not take (`ttl_seconds`
+/// anywhere but checkout, `entitlements` on deactivate) are ignored unread, so that products
+/// may send more than this version reads.
 #[derive(Debug, Deserialize)]
-pub struct CheckRequest {
+pub struct ValidateRequest {
     /// The credential.
     #[serde(deserialize_with = "LicenseKey::deserialize_presented")]
     pub license_key: LicenseKey,
     /// The installation asking.
     pub installation_id: InstallationId,
-    /// A name for the installation (activation only).
+    /// Checked as on activate (one body fits validate, activate and deactivate), not used.
     #[serde(default)]
     pub name: Option<InstallationName>,
     /// Echoed in the answer, so the caller can tell a fresh answer from a replayed one.
     #[serde(default)]
     pub nonce: Option<Nonce>,
-    /// Entitlements the product needs (validate and activate); a license lacking one
-    /// answers `ENTITLEMENTS_MISSING`.
+    /// Entitlements the product needs; a license lacking one answers `ENTITLEMENTS_MISSING`.
     #[serde(default)]
     pub entitlements: Option<Entitlements>,
+}
+
+/// The body of `POST /v1/licenses/activate`: [`ValidateRequest`]'s fields and a `name` for
+/// the installation.
+#[derive(Debug, Deserialize)]
+pub struct ActivateRequest {
+    /// The credential.
+    #[serde(deserialize_with = "LicenseKey::deserialize_presented")]
+    pub license_key: LicenseKey,
+    /// The installation asking.
+    pub installation_id: InstallationId,
+    /// A name for the installation.
+    #[serde(default)]
+    pub name: Option<InstallationName>,
+    /// Echoed in the answer.
+    #[serde(default)]
+    pub nonce: Option<Nonce>,
+    /// Entitlements the product needs, as for validate.
+    #[serde(default)]
+    pub entitlements: Option<Entitlements>,
+}
+
+/// The body of `POST /v1/licenses/deactivate`: the key, the installation, a name (checked,
+/// unused) and a nonce.
+#[derive(Debug, Deserialize)]
+pub struct DeactivateRequest {
+    /// The credential.
+    #[serde(deserialize_with = "LicenseKey::deserialize_presented")]
+    pub license_key: LicenseKey,
+    /// The installation giving up its slot.
+    pub installation_id: InstallationId,
+    /// Checked as on activate, not used.
+    #[serde(default)]
+    pub name: Option<InstallationName>,
+    /// Echoed in the answer.
+    #[serde(default)]
+    pub nonce: Option<Nonce>,
 }
 
 /// The outcome code of a check.

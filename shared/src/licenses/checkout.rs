@@ -17,7 +17,8 @@ use super::{
 };
 use crate::{context::Context, events::ExpectedVersion, projections};
 
-/// The body of `POST /v1/licenses/checkout`.
+/// The body of `POST /v1/licenses/checkout` (read with `http::OpenJson`: other fields are
+/// ignored unread). `ttl_seconds` is 1 or more; one over the cap is capped.
 #[derive(Debug, Deserialize)]
 pub struct CheckoutRequest {
     /// The credential.

@@ -11,8 +11,9 @@ use tokio_postgres::{Row, Transaction, types::Type};
 use uuid::Uuid;
 
 use super::{
-    CheckAnswer, CheckCode, CheckRequest, DeactivationReason, Entitlements, Error, InstallationId, InstallationSummary,
-    LicenseEvent, LicenseStatus, LicenseSummary, PROJECTOR, admin::pepper_hash, stream,
+    ActivateRequest, CheckAnswer, CheckCode, DeactivateRequest, DeactivationReason, Entitlements, Error,
+    InstallationId, InstallationSummary, LicenseEvent, LicenseStatus, LicenseSummary, PROJECTOR, ValidateRequest,
+    admin::pepper_hash, stream,
 };
 use crate::{
     context::Context,
@@ -131,7 +132,7 @@ const VALIDATE: &str = include_str!("sql/validate.sql");
 
 /// `POST /v1/licenses/validate`: one SQL statement that reads and, when valid, updates
 /// `last_seen_at`.
-pub async fn validate(ctx: &Context, request: CheckRequest) -> Result<CheckAnswer, Error> {
+pub async fn validate(ctx: &Context, request: ValidateRequest) -> Result<CheckAnswer, Error> {
     let hash = pepper_hash(ctx, &request.license_key).await?;
     let hash_param = hash.as_slice();
     let installation_id = request.installation_id.as_str();
@@ -245,7 +246,11 @@ pub(super) fn public_metadata(ctx: &Context, request_id: Option<String>) -> Meta
 /// `POST /v1/licenses/activate`: takes a slot for the installation, idempotently. When
 /// every slot is taken and the license has `max_inactive_days`, the longest-unseen
 /// installations past that limit give up their slots (reason `inactive`) in the same append.
-pub async fn activate(ctx: &Context, request: CheckRequest, request_id: Option<String>) -> Result<CheckAnswer, Error> {
+pub async fn activate(
+    ctx: &Context,
+    request: ActivateRequest,
+    request_id: Option<String>,
+) -> Result<CheckAnswer, Error> {
     let hash = pepper_hash(ctx, &request.license_key).await?;
     let mut client = ctx.db().get().await?;
     let tx = client.transaction().await?;
@@ -311,7 +316,7 @@ pub async fn activate(ctx: &Context, request: CheckRequest, request_id: Option<S
 /// `POST /v1/licenses/deactivate`: the installation gives up its slot (reason `customer`).
 pub async fn deactivate(
     ctx: &Context,
-    request: CheckRequest,
+    request: DeactivateRequest,
     request_id: Option<String>,
 ) -> Result<CheckAnswer, Error> {
     let hash = pepper_hash(ctx, &request.license_key).await?;

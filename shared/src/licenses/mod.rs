@@ -30,7 +30,9 @@ pub use admin::{
     revoke, show, update,
 };
 pub(crate) use admin::{Issue, issue_license};
-pub use answer::{CheckAnswer, CheckCode, CheckRequest, InstallationSummary, LicenseSummary};
+pub use answer::{
+    ActivateRequest, CheckAnswer, CheckCode, DeactivateRequest, InstallationSummary, LicenseSummary, ValidateRequest,
+};
 pub use checkout::{CheckoutAnswer, CheckoutRequest, LicenseClaims, checkout, file_expiry};
 pub use checks::{
     Plan, Terms, activate, deactivate, license_code, plan_activation, plan_deactivation, validate, validate_code,

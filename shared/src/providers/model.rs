@@ -199,9 +199,10 @@ pub struct Capture {
     pub token: Vec<CaptureField>,
 }
 
-/// One captured value: a path, optionally stored under another name.
+/// One captured value: a path, optionally stored under another name. `{"path", "as"}` takes
+/// no other field (docs/openapi.json says `additionalProperties: false`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum CaptureField {
     /// Stored under its own path.
     Path(String),
