@@ -19,7 +19,7 @@ pub struct ValidateRequest {
     pub license_key: LicenseKey,
     /// The installation asking.
     pub installation_id: InstallationId,
-    /// Checked as on activate (one body fits validate, activate and deactivate), not used.
+    /// A name for the installation: used by activate; checked, not used, by validate.
     #[serde(default)]
     pub name: Option<InstallationName>,
     /// Echoed in the answer, so the caller can tell a fresh answer from a replayed one.
@@ -30,25 +30,9 @@ pub struct ValidateRequest {
     pub entitlements: Option<Entitlements>,
 }
 
-/// The body of `POST /v1/licenses/activate`: [`ValidateRequest`]'s fields and a `name` for
-/// the installation.
-#[derive(Debug, Deserialize)]
-pub struct ActivateRequest {
-    /// The credential.
-    #[serde(deserialize_with = "LicenseKey::deserialize_presented")]
-    pub license_key: LicenseKey,
-    /// The installation asking.
-    pub installation_id: InstallationId,
-    /// A name for the installation.
-    #[serde(default)]
-    pub name: Option<InstallationName>,
-    /// Echoed in the answer.
-    #[serde(default)]
-    pub nonce: Option<Nonce>,
-    /// Entitlements the product needs, as for validate.
-    #[serde(default)]
-    pub entitlements: Option<Entitlements>,
-}
+/// The body of `POST /v1/licenses/activate`: the same fields as validate's, and only
+/// activate uses `name` (it names the installation).
+pub type ActivateRequest = ValidateRequest;
 
 /// The body of `POST /v1/licenses/deactivate`: the key, the installation, a name (checked,
 /// unused) and a nonce.
