@@ -4,7 +4,7 @@
 # one run of the token-refresh code at REFRESH_CONCURRENCY (64). Prints wall time, provider
 # calls, the ratio to the bound N x delay / concurrency, and the peak memory of the process.
 #   bench/refresh.sh
-# Knobs: N (10000), CONCURRENCY (64), DELAY_MS (50), PORT (8791), SKIP_BUILD=1.
+# Knobs: N (10000), CONCURRENCY (64), DELAY_MS (50), PORT (8791), SKIP_BUILD=1, BIN_DIR.
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 
@@ -21,7 +21,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 # The target directory may be shared with other checkouts that build the same binaries:
 # run private copies, taken right after this build.
-BIN=$CACHE/bench-bin/$(basename "$0" .sh)
+# BIN_DIR with SKIP_BUILD=1 runs binaries built elsewhere (e.g. an older commit's, for a
+# before/after): it must hold `keyledger` and the example under `examples/`.
+BIN=${BIN_DIR:-$CACHE/bench-bin/$(basename "$0" .sh)}
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   mkdir -p "$BIN/examples"
   for b in keyledger examples/bench_refresh; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/$b"; done
@@ -33,7 +35,9 @@ psql "$PG_SERVER_URL" -qc "create database $DB" >/dev/null
 base=${PG_SERVER_URL%%\?*}
 export DATABASE_URL="${base%/*}/$DB"
 ENCRYPTION_KEYS=$("$BIN/keyledger" keys generate)
-export ENCRYPTION_KEYS RUST_LOG=warn LOG_FORMAT=json REFRESH_CONCURRENCY=$CONCURRENCY
+# The fake provider listens on 127.0.0.1: the outbound address check refuses loopback unless
+# told otherwise, as in scripts/dev and the tests (builds older than that check ignore it).
+export ENCRYPTION_KEYS RUST_LOG=warn LOG_FORMAT=json REFRESH_CONCURRENCY=$CONCURRENCY OUTBOUND_ALLOW_PRIVATE=true
 "$BIN/keyledger" migrate up >/dev/null
 
 "$BIN/examples/bench_refresh" provider "$PORT" &

@@ -7,7 +7,7 @@
 #   bench/tokens.sh                 # keyledger only
 #   PEER=1 bench/tokens.sh          # keyledger, then the peer
 # Knobs: N (10000), DURATION (15 s), PORT (8790), POOL (DB_POOL_MAX, 4), OUT, PEER_DIR,
-# SKIP_BUILD=1 (use the release binaries already built).
+# SKIP_BUILD=1 (use the release binaries already built), BIN_DIR (with SKIP_BUILD=1: binaries built elsewhere).
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 
@@ -36,7 +36,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
 fi
 # The target directory may be shared with other checkouts that build the same binaries:
 # run private copies, taken right after this build.
-BIN=$CACHE/bench-bin/$(basename "$0" .sh)
+# BIN_DIR with SKIP_BUILD=1 runs binaries built elsewhere (e.g. an older commit's, for a
+# before/after): it must hold `keyledger` and the example under `examples/`.
+BIN=${BIN_DIR:-$CACHE/bench-bin/$(basename "$0" .sh)}
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   mkdir -p "$BIN/examples"
   for b in keyledger examples/seed_connections; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/$b"; done
