@@ -38,6 +38,13 @@ enum Command {
         /// Count what would be re-encrypted; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Rows per transaction (each batch is committed on its own).
+        #[arg(long, default_value_t = shared::rekey::BATCH)]
+        batch_size: std::num::NonZeroU32,
+        /// Stop after this many batches when work is left ("complete": false); the next run
+        /// carries on.
+        #[arg(long)]
+        max_batches: Option<u64>,
     },
     /// API keys.
     ApiKey {
@@ -200,10 +207,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Rekey { dry_run } => {
+        Command::Rekey { dry_run, batch_size, max_batches } => {
             let ctx = context()?;
-            let report = shared::rekey::rekey(&ctx, dry_run).await?;
+            let options = shared::rekey::Options { dry_run, batch_size, max_batches };
+            let report = shared::rekey::rekey_with(&ctx, options).await?;
             print(&report)?;
+            if !report.complete {
+                eprintln!("stopped after --max-batches with rows left: run `keyledger rekey` again to carry on");
+            }
             if !report.is_clean() {
                 eprintln!("some ciphertexts could not be decrypted with this key ring (see \"failed\")");
                 return Ok(ExitCode::FAILURE);

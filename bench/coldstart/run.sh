@@ -31,7 +31,8 @@ read -r HOST PORT <<<"$PGHOST"
 WORK=$CACHE/bench-coldstart   # per-run JSON lines stay here for inspection
 mkdir -p "$WORK"
 
-# Secrets the way the template makes them: key ring, admin key, the owner's secret and one
+# Secrets the way the template makes them: key ring, admin key, pepper, license signing ring
+# (`keyledger keys generate-signing`: an Ed25519 seed per key id), the owner's secret and one
 # role secret per function (username + password only; DB_HOST/DB_PORT/DB_NAME say where).
 eval "$("$VENV/bin/python" - "$HOST" "$PORT" "$DB" <<'PY'
 import base64, boto3, json, os, secrets, sys
@@ -44,11 +45,12 @@ ring = put("keys", json.dumps({"current": "k1", "keys": {"k1": base64.b64encode(
 admin_key = "kl_bench_" + secrets.token_hex(16)
 admin = put("admin-key", admin_key)
 pepper = put("pepper", secrets.token_hex(32))
+signing = put("signing", json.dumps({"current": "s1", "keys": {"s1": base64.b64encode(os.urandom(32)).decode()}}))
 owner = put("owner", json.dumps({"username": "postgres", "password": "unused", "host": host, "port": port, "dbname": db}))
 roles = {}
 for f in ["oauth", "token-fetch", "token-refresh", "license-validate", "request-log", "admin", "events-relay"]:
     roles[f] = put(f"db-{f}", json.dumps({"username": f"kl_bench_{f.replace('-', '_')}", "password": secrets.token_hex(20)}))
-print(f"RING={ring} ADMIN_ID={admin} ADMIN_KEY={admin_key} PEPPER={pepper} OWNER={owner}")
+print(f"RING={ring} ADMIN_ID={admin} ADMIN_KEY={admin_key} PEPPER={pepper} SIGNING={signing} OWNER={owner}")
 print("ROLE_IDS='" + json.dumps(roles) + "'")
 for f, arn in roles.items():
     print(f"ROLE_{f.replace('-', '_').upper()}={arn}")
@@ -58,6 +60,8 @@ PY
 # TLS as on Lambda (verify-full), against the local server's own CA by its certificate's
 # name (localhost); KEYLEDGER_BENCH_SSLMODE=disable measures without it.
 CA=${PG_CA_FILE:-$(psql "$PG_SERVER_URL" -qAtc 'show ssl_cert_file')}
+# A relative ssl_cert_file is relative to the data directory (as in scripts/test).
+case $CA in /*) ;; *) CA="$(psql "$PG_SERVER_URL" -qAtc 'show data_directory')/$CA" ;; esac
 SSLMODE=${KEYLEDGER_BENCH_SSLMODE:-verify-full}
 [ "$SSLMODE" != disable ] && HOST=localhost
 common=(AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_REGION="$AWS_REGION" AWS_ACCESS_KEY_ID=testing
@@ -76,6 +80,8 @@ def event(path, auth=None):
     return e
 json.dump(event("/"), open(f"{work}/hello.json", "w"))
 json.dump(event("/v1/api-keys", key), open(f"{work}/admin.json", "w"))
+# A connection nobody created: authenticates, looks it up (one round trip), answers 404.
+json.dump(event("/v1/tokens/bench-unknown-connection", key), open(f"{work}/token-fetch.json", "w"))
 json.dump({"action": "up"}, open(f"{work}/up.json", "w"))
 json.dump({"action": "status"}, open(f"{work}/status.json", "w"))
 PY
@@ -100,4 +106,11 @@ measure admin "$BIN/admin" "$WORK/admin.json" "$RUNS" "${common[@]}" DB_SECRET_I
   ENCRYPTION_KEYS_SECRET_ID="$RING" ADMIN_API_KEY_SECRET_ID="$ADMIN_ID" LICENSE_KEY_PEPPER_SECRET_ID="$PEPPER"
 measure migrate "$BIN/migrate" "$WORK/status.json" "$RUNS" "${common[@]}" DB_SECRET_ID="$OWNER" \
   ENCRYPTION_KEYS_SECRET_ID="$RING"
-ls -l "$HELLO" "$BIN/admin" "$BIN/migrate" | awk '{print $5, $9}'
+# A key no license has: the lookup by the peppered hash finds nothing, and the answer is a
+# signed NOT_FOUND with status 200 (tests/it/http_plumbing.rs feeds the same fixture through
+# lambda_http). Pepper, signing ring and the function's own role, as the template sets them.
+measure license-validate "$BIN/license-validate" tests/fixtures/apigw-v2-license-validate.json "$RUNS" "${common[@]}" \
+  DB_SECRET_ID="$ROLE_LICENSE_VALIDATE" LICENSE_KEY_PEPPER_SECRET_ID="$PEPPER" LICENSE_SIGNING_KEYS_SECRET_ID="$SIGNING"
+measure token-fetch "$BIN/token-fetch" "$WORK/token-fetch.json" "$RUNS" "${common[@]}" DB_SECRET_ID="$ROLE_TOKEN_FETCH" \
+  ENCRYPTION_KEYS_SECRET_ID="$RING" ADMIN_API_KEY_SECRET_ID="$ADMIN_ID"
+ls -l "$HELLO" "$BIN/admin" "$BIN/migrate" "$BIN/license-validate" "$BIN/token-fetch" | awk '{print $5, $9}'

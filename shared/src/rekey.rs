@@ -4,8 +4,9 @@
 //!
 //! Owns the list of sealed columns (which table and column hold a ciphertext, and whose
 //! stream it is bound to) and the rekey loop. Rules that must stay true:
-//! - **batched and resumable**: rows go in key order, [`BATCH`] per transaction, each batch
-//!   committed; a stopped run loses at most one batch of work, and the next run starts over
+//! - **batched and resumable**: rows go in key order, [`Options::batch_size`] (default
+//!   [`BATCH`]) per transaction, each batch committed; a stopped run (killed, or ended by
+//!   [`Options::max_batches`]) loses at most one batch of work, and the next run starts over
 //!   and finds only what is left (rows under the current key are not selected);
 //! - **idempotent**: a row under the current key is never rewritten;
 //! - **safe while functions serve**: each row is written with compare-and-set
@@ -19,7 +20,7 @@
 //! while any event holds one ([`Report::events_by_key`]; `keyledger replay --verify` decrypts
 //! both sides of every sealed column and fails when a key is missing).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, num::NonZeroU32};
 
 use serde::Serialize;
 use tokio_postgres::types::Type;
@@ -30,8 +31,26 @@ use crate::{
     db::DbError,
 };
 
-/// Rows re-encrypted per transaction.
-pub const BATCH: i64 = 500;
+/// Rows re-encrypted per transaction unless told otherwise (`keyledger rekey --batch-size`).
+pub const BATCH: NonZeroU32 = NonZeroU32::new(500).unwrap();
+
+/// How one rekey run goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Count what would be re-encrypted; write nothing.
+    pub dry_run: bool,
+    /// Rows per transaction (each batch is committed on its own).
+    pub batch_size: NonZeroU32,
+    /// Stop once this many batches are done (over all columns) and work is left; the next run
+    /// resumes. `None`: run to the end.
+    pub max_batches: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { dry_run: false, batch_size: BATCH, max_batches: None }
+    }
+}
 
 /// A projection column that holds a ciphertext.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +113,8 @@ pub struct ColumnReport {
     /// Could not be decrypted, by key id (the ring lacks the key, or the value is damaged):
     /// left alone and reported; a clean run has none.
     pub failed: BTreeMap<String, u64>,
+    /// Transactions that held rows (at most `batch_size` rows each).
+    pub batches: u64,
 }
 
 /// What one rekey run did.
@@ -108,6 +129,9 @@ pub struct Report {
     pub events_by_key: BTreeMap<String, i64>,
     /// True when nothing was written (`--dry-run`).
     pub dry_run: bool,
+    /// False when [`Options::max_batches`] stopped the run with work left: `columns` holds
+    /// the columns reached so far, and another run carries on.
+    pub complete: bool,
 }
 
 impl Report {
@@ -134,26 +158,45 @@ impl From<tokio_postgres::Error> for RekeyError {
     }
 }
 
-/// Re-encrypts every sealed column under the ring's current key (see the module doc);
-/// `dry_run` counts what would change and writes nothing.
+/// Re-encrypts every sealed column under the ring's current key in batches of [`BATCH`]
+/// (see the module doc); `dry_run` counts what would change and writes nothing.
 pub async fn rekey(ctx: &Context, dry_run: bool) -> Result<Report, RekeyError> {
+    rekey_with(ctx, Options { dry_run, ..Options::default() }).await
+}
+
+/// [`rekey`] with every knob: batch size and a limit on the batches of this run.
+pub async fn rekey_with(ctx: &Context, options: Options) -> Result<Report, RekeyError> {
     let ring = ctx.keyring().await.map_err(|e| RekeyError::KeyRing(e.to_string()))?;
-    let mut report = Report { current_key: ring.current_key_id().to_owned(), dry_run, ..Report::default() };
+    let mut report = Report {
+        current_key: ring.current_key_id().to_owned(),
+        dry_run: options.dry_run,
+        complete: true,
+        ..Report::default()
+    };
     let mut client = ctx.db().get().await?;
+    let mut batches_left = options.max_batches;
     for sealed in SEALED {
-        let column = rekey_column(&mut client, &ring, sealed, dry_run).await?;
+        let (column, finished) = rekey_column(&mut client, &ring, sealed, options, &mut batches_left).await?;
         report.columns.insert(format!("{}.{}", sealed.table, sealed.column), column);
+        if !finished {
+            report.complete = false;
+            break;
+        }
     }
     report.events_by_key = events_by_key(&client).await?;
     Ok(report)
 }
 
+/// One column, batch by batch; false when `batches_left` ran out with rows still to do.
 async fn rekey_column(
     client: &mut tokio_postgres::Client,
     ring: &KeyRing,
     s: &Sealed,
-    dry_run: bool,
-) -> Result<ColumnReport, RekeyError> {
+    options: Options,
+    batches_left: &mut Option<u64>,
+) -> Result<(ColumnReport, bool), RekeyError> {
+    let dry_run = options.dry_run;
+    let limit = i64::from(options.batch_size.get());
     let current = ring.current_key_id();
     let mut out = ColumnReport {
         current: client
@@ -183,8 +226,17 @@ async fn rekey_column(
     let mut after = String::new();
     loop {
         let tx = client.transaction().await?;
-        let rows = tx.query(&select, &[&current, &after, &BATCH]).await?;
+        let rows = tx.query(&select, &[&current, &after, &limit]).await?;
         let Some(last) = rows.last() else { break };
+        // Checked once rows are known to be left, so that a run whose limit falls exactly at
+        // the end of the work still reports itself complete.
+        if *batches_left == Some(0) {
+            return Ok((out, false));
+        }
+        if let Some(n) = batches_left.as_mut() {
+            *n -= 1;
+        }
+        out.batches += 1;
         after = last.get(0);
         for row in &rows {
             let (key, owner, stored): (String, String, String) = (row.get(0), row.get(1), row.get(2));
@@ -213,7 +265,7 @@ async fn rekey_column(
             tx.commit().await?;
         }
     }
-    Ok(out)
+    Ok((out, true))
 }
 
 /// Ciphertexts (`v1:<key id>:`) in the event log's data, by key id.

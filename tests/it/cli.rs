@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::helpers::{connect, database_url, empty_database};
 
-fn keyledger(vars: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+pub(crate) fn keyledger(vars: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyledger"));
     cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("LOG_FORMAT", "json").args(args);
     for (k, v) in vars {

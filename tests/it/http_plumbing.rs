@@ -113,3 +113,24 @@ async fn the_router_answers_api_gateway_events_through_lambda_http() {
     assert_eq!(answer.json["database"], "ok");
     assert_eq!(answer.headers["x-request-id"], "JKJaXmPLvHcESHA=");
 }
+
+#[tokio::test]
+async fn the_cold_start_benchmarks_license_validate_event_gets_a_signed_not_found() {
+    // bench/coldstart/run.sh hands this fixture to the release license-validate binary: a
+    // key no license has, answered 200 with a signed NOT_FOUND (the whole hot path: pepper,
+    // one lookup, signing), not a 4xx that would stop before the database.
+    let app = TestApp::new().await;
+    let router = license_validate::router(app.ctx.clone());
+    let event: lambda_http::request::LambdaRequest =
+        serde_json::from_str(include_str!("../fixtures/apigw-v2-license-validate.json")).unwrap();
+    let request: lambda_http::Request = event.into();
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, Body::from(body.to_vec()));
+    let answer = call_raw(&router, request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!((answer.json["code"].as_str(), answer.json["valid"].as_bool()), (Some("NOT_FOUND"), Some(false)));
+    assert_eq!(answer.json["nonce"], "coldstart");
+    let jwks = call(&router, Method::GET, "/v1/licenses/signing-keys", None, None).await;
+    let signature = answer.headers[shared::signing::SIGNATURE_HEADER].to_str().unwrap();
+    assert_eq!(crate::signing::verify(&jwks.json, signature, answer.text.as_bytes()), Ok("s1".to_owned()));
+}

@@ -22,7 +22,7 @@ async fn jwks(router: &Router) -> Value {
 }
 
 /// `Ok(kid)` when `body` verifies under the header's key from `jwks`, with dalek.
-fn verify(jwks: &Value, header: &str, body: &[u8]) -> Result<String, String> {
+pub(crate) fn verify(jwks: &Value, header: &str, body: &[u8]) -> Result<String, String> {
     let param = |name: &str| {
         header
             .split(", ")

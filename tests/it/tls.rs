@@ -56,3 +56,43 @@ async fn on_lambda_verify_full_is_the_default_and_trusts_only_rds_unless_told_ot
     let ca = ca();
     assert!(uses_tls(&[("DATABASE_URL", &url), lambda, ("DB_CA_BUNDLE", &ca)]).await.unwrap());
 }
+
+/// The first-request TLS stall (docs/benchmarks.md, "TLS on the first connection"): AWS-LC
+/// seeded from CPU jitter entropy on the first random number of a process, ~45 ms inside
+/// every cold start's first handshake. `.cargo/config.toml` turns it off for every build of
+/// the workspace; `sam build` runs `cargo lambda build` in the workspace root (CodeUri `.`,
+/// checked in tests/it/deploy.rs), so the functions get it too.
+#[test]
+fn aws_lc_is_built_without_jitter_entropy() {
+    let config = std::fs::read_to_string(crate::deploy::root().join(".cargo/config.toml")).unwrap();
+    let mut section = "";
+    let mut set = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[env]" && line == r#"AWS_LC_SYS_NO_JITTER_ENTROPY = "1""# {
+            set = true;
+        }
+    }
+    assert!(set, ".cargo/config.toml: [env] AWS_LC_SYS_NO_JITTER_ENTROPY = \"1\"");
+
+    // And it reached the build: this test binary was built by the same cargo configuration
+    // and is not stripped. An AWS-LC built with jitter entropy links jitterentropy, whose
+    // `jent_read_entropy` seeds the DRBG (checked on an executable linked against aws-lc-sys
+    // 0.47's libcrypto built with and without the setting: `aws_lc_0_47_0_jent_read_entropy`
+    // and ~30 more `jent_` symbols, or none). The release Lambda binaries are stripped, so
+    // carry no such name either way: this binary is the witness.
+    // The names are spelt backwards here: written forwards, this test's own string literals
+    // would put them into the binary it searches.
+    let name = |backwards: &str| backwards.chars().rev().collect::<String>();
+    let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let exe = String::from_utf8_lossy(&exe);
+    assert!(
+        exe.contains(&name("setyb_DNAR_")),
+        "this binary links AWS-LC with its symbols (else the check below proves nothing)"
+    );
+    assert!(
+        !exe.contains(&name("yportne_daer_tnej")),
+        "AWS-LC was built with CPU jitter entropy: AWS_LC_SYS_NO_JITTER_ENTROPY did not reach aws-lc-sys's build"
+    );
+}
