@@ -58,10 +58,12 @@ async fn every_answer_is_signed_over_its_exact_bytes_and_one_changed_byte_fails(
         ("validate", "NO-SUCH-KEY", "pc-1"),
         ("activate", "NO-SUCH-KEY", "pc-1"),
         ("deactivate", "NO-SUCH-KEY", "pc-1"),
+        ("checkout", "NO-SUCH-KEY", "pc-1"),
         ("validate", key.as_str(), "pc-1"),
         ("activate", key.as_str(), "pc-1"),
         ("activate", key.as_str(), "pc-2"),
         ("validate", key.as_str(), "pc-1"),
+        ("checkout", key.as_str(), "pc-1"),
         ("deactivate", key.as_str(), "pc-1"),
         ("validate", suspended.as_str(), "pc-1"),
     ] {
@@ -78,6 +80,10 @@ async fn every_answer_is_signed_over_its_exact_bytes_and_one_changed_byte_fails(
         }
         assert_eq!(answer.json["nonce"], "n-1");
         assert!(answer.json["ts"].is_string());
+        if route == "checkout" {
+            // Only a VALID checkout carries a file; the signature covers it with the rest.
+            assert_eq!(answer.json["license_file"].is_string(), answer.json["valid"] == true, "{}", answer.text);
+        }
         codes.push(answer.json["code"].as_str().unwrap().to_owned());
     }
     assert_eq!(
@@ -86,9 +92,11 @@ async fn every_answer_is_signed_over_its_exact_bytes_and_one_changed_byte_fails(
             "NOT_FOUND",
             "NOT_FOUND",
             "NOT_FOUND",
+            "NOT_FOUND",
             "NOT_ACTIVATED",
             "VALID",
             "TOO_MANY_INSTALLATIONS",
+            "VALID",
             "VALID",
             "DEACTIVATED",
             "SUSPENDED"
