@@ -595,9 +595,9 @@ fn only_license_validate_and_migrate_can_read_the_signing_ring() {
         for document in documents.chain(std::iter::once(&p["PolicyDocument"])) {
             for s in document["Statement"].as_sequence().into_iter().flatten() {
                 let action = text(&s["Action"]);
-                let reads = action.split(' ').any(|a| {
-                    a == "*" || a == "secretsmanager:*" || a == "secretsmanager:GetSecretValue"
-                });
+                let reads = action
+                    .split(' ')
+                    .any(|a| a == "*" || a == "secretsmanager:*" || a == "secretsmanager:GetSecretValue");
                 if reads && names_ring(&s["Resource"]) {
                     readers.insert(function_of_role.get(id).cloned().unwrap_or_else(|| id.to_owned()));
                 }
