@@ -245,7 +245,7 @@ async fn stored(w: &World, id: &str) -> (Vec<String>, Vec<(String, chrono::DateT
 async fn with_a_broken_or_missing_ring_a_writing_check_is_a_plain_500_and_records_nothing() {
     let w = World::new().await;
     let (id, key) = w.issue(json!({"email": "a@example.com", "max_installations": 3})).await;
-    assert_eq!(w.check("activate", &key, "pc-held")["code"], "VALID");
+    assert_eq!(w.check("activate", &key, "pc-held").await["code"], "VALID");
     let before = stored(&w, &id).await;
     assert_eq!(before.0, ["LicenseIssued", "InstallationActivated"]);
     let broken = r#"{"current":"s2","keys":{"s1":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}"#;
