@@ -156,7 +156,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { action: KeysAction::GenerateSigning { id } } => {
             use secrecy::ExposeSecret;
-            println!("{}", shared::signing::SigningKeys::generate_json(&id).expose_secret());
+            let ring = shared::signing::SigningKeys::generate_json(&id);
+            // Print only a ring license-validate will accept (the id has a grammar).
+            shared::signing::SigningKeys::parse(&ring).context("--id")?;
+            println!("{}", ring.expose_secret());
         }
         Command::Migrate { action: MigrateAction::Hash } => println!("{}", roles::schema_hash()),
         Command::Roles { action: RolesAction::Show } => print!("{}", roles::markdown_table()),

@@ -568,3 +568,54 @@ fn sam_validate_lint_finds_nothing() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.contains("is a valid SAM Template"), "sam validate --lint:\n{said}");
 }
+
+#[test]
+fn only_license_validate_and_migrate_can_read_the_signing_ring() {
+    // Signing keys never leave license-validate (DESIGN §6.15); migrate creates the ring once.
+    let t = template();
+    let functions = template_functions();
+    let names_ring = |v: &Value| secret_names(v).iter().any(|s| s.contains("LicenseSigningKeys"));
+    let function_of_role: BTreeMap<String, String> = functions
+        .iter()
+        .map(|(name, f)| {
+            let role = text(&f.properties["Role"]);
+            (role.trim_start_matches("!GetAtt ").trim_end_matches(".Arn").to_owned(), name.clone())
+        })
+        .collect();
+    // Every IAM resource of the template, not only the functions' roles: a grant elsewhere
+    // (a policy attached later, another role) must show up here too.
+    let mut readers = BTreeSet::new();
+    for (id, resource) in t["Resources"].as_mapping().unwrap() {
+        let id = id.as_str().unwrap();
+        if !resource["Type"].as_str().unwrap_or_default().starts_with("AWS::IAM::") {
+            continue;
+        }
+        let p = &resource["Properties"];
+        let documents = p["Policies"].as_sequence().into_iter().flatten().map(|p| &p["PolicyDocument"]);
+        for document in documents.chain(std::iter::once(&p["PolicyDocument"])) {
+            for s in document["Statement"].as_sequence().into_iter().flatten() {
+                let action = text(&s["Action"]);
+                let reads = action
+                    .split(' ')
+                    .any(|a| a == "*" || a == "secretsmanager:*" || a == "secretsmanager:GetSecretValue");
+                if reads && names_ring(&s["Resource"]) {
+                    readers.insert(function_of_role.get(id).cloned().unwrap_or_else(|| id.to_owned()));
+                }
+            }
+        }
+        assert!(!text(&p["ManagedPolicyArns"]).contains("SecretsManagerReadWrite"), "{id}");
+    }
+    let expected = BTreeSet::from(["license-validate".to_owned(), "migrate".to_owned()]);
+    assert_eq!(readers, expected, "roles that can read the signing ring");
+    let given: BTreeSet<String> = functions
+        .iter()
+        .filter(|(_, f)| secrets_in_environment(f).iter().any(|s| s.contains("LicenseSigningKeys")))
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert_eq!(given, expected, "functions whose environment names the signing ring");
+    assert!(!names_ring(&t["Globals"]), "the ring is no global setting");
+    // And no function gets the ring itself in its environment.
+    for (name, f) in &functions {
+        assert!(f.properties["Environment"]["Variables"]["LICENSE_SIGNING_KEYS"].is_null(), "{name}");
+    }
+}

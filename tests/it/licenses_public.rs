@@ -14,6 +14,10 @@ use axum::{
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD},
+};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use tokio::{
@@ -546,12 +550,19 @@ async fn the_key_never_appears_in_logs() {
         json!({"license_key": format!("{key} \u{0}"), "installation_id": "pc"}),
         json!({"license_key": key, "installation_id": "bad id"}),
     ];
-    for route in ["activate", "validate", "activate", "deactivate", "activate", "validate"] {
+    // Every response body, to prove the signing seed is in none of them.
+    let mut answers = Vec::new();
+    for route in ["activate", "validate", "checkout", "activate", "deactivate", "checkout", "activate", "validate"] {
         for body in &bodies {
             let answer = http.post(format!("{base}/v1/licenses/{route}")).json(body).send().await.unwrap();
             assert!(answer.status().as_u16() < 500);
+            answers.push(answer.text().await.unwrap());
         }
     }
+    assert!(answers.iter().any(|a| a.contains("license_file")), "a checkout gave a file");
+    let jwks = http.get(format!("{base}/v1/licenses/signing-keys")).send().await.unwrap();
+    assert_eq!(jwks.status(), 200);
+    answers.push(jwks.text().await.unwrap());
     admin(reqwest::Method::POST, "/v1/licenses/lookup", json!({"license_key": key})).await.unwrap();
     admin(reqwest::Method::GET, &format!("/v1/licenses/{id}"), json!(null)).await.unwrap();
     admin(reqwest::Method::POST, "/v1/licenses", json!({"email": "b@example.com", "license_key": key})).await.unwrap();
@@ -561,4 +572,27 @@ async fn the_key_never_appears_in_logs() {
     assert!(logs.matches("handled").count() >= 30, "the server logged its requests: {logs}");
     assert!(!logs.contains(&key), "the key is logged");
     assert!(!logs.contains(&key.replace('-', "")), "the key is logged");
+
+    // Nor the signing seed, in any encoding it could be written in.
+    let ring: Value = serde_json::from_str(&w.app.vars["LICENSE_SIGNING_KEYS"]).unwrap();
+    let seed_b64 = ring["keys"][ring["current"].as_str().unwrap()].as_str().unwrap().to_owned();
+    let seed = STANDARD.decode(&seed_b64).unwrap();
+    let encodings = [seed_b64, URL_SAFE.encode(&seed), URL_SAFE_NO_PAD.encode(&seed)];
+    let events: Vec<String> = w
+        .app
+        .client()
+        .await
+        .query("SELECT type || data::text || metadata::text FROM events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(events.iter().any(|e| e.starts_with("LicenseCheckedOut")), "{events:?}");
+    for seed in &encodings {
+        // The unpadded forms are prefixes of the padded ones; each is checked on its own.
+        assert!(!logs.contains(seed.as_str()), "the signing seed is logged");
+        assert!(!events.iter().any(|e| e.contains(seed.as_str())), "the signing seed is in an event");
+        assert!(!answers.iter().any(|a| a.contains(seed.as_str())), "the signing seed is in an answer");
+    }
 }

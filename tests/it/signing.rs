@@ -58,10 +58,12 @@ async fn every_answer_is_signed_over_its_exact_bytes_and_one_changed_byte_fails(
         ("validate", "NO-SUCH-KEY", "pc-1"),
         ("activate", "NO-SUCH-KEY", "pc-1"),
         ("deactivate", "NO-SUCH-KEY", "pc-1"),
+        ("checkout", "NO-SUCH-KEY", "pc-1"),
         ("validate", key.as_str(), "pc-1"),
         ("activate", key.as_str(), "pc-1"),
         ("activate", key.as_str(), "pc-2"),
         ("validate", key.as_str(), "pc-1"),
+        ("checkout", key.as_str(), "pc-1"),
         ("deactivate", key.as_str(), "pc-1"),
         ("validate", suspended.as_str(), "pc-1"),
     ] {
@@ -78,6 +80,10 @@ async fn every_answer_is_signed_over_its_exact_bytes_and_one_changed_byte_fails(
         }
         assert_eq!(answer.json["nonce"], "n-1");
         assert!(answer.json["ts"].is_string());
+        if route == "checkout" {
+            // Only a VALID checkout carries a file; the signature covers it with the rest.
+            assert_eq!(answer.json["license_file"].is_string(), answer.json["valid"] == true, "{}", answer.text);
+        }
         codes.push(answer.json["code"].as_str().unwrap().to_owned());
     }
     assert_eq!(
@@ -86,9 +92,11 @@ async fn every_answer_is_signed_over_its_exact_bytes_and_one_changed_byte_fails(
             "NOT_FOUND",
             "NOT_FOUND",
             "NOT_FOUND",
+            "NOT_FOUND",
             "NOT_ACTIVATED",
             "VALID",
             "TOO_MANY_INSTALLATIONS",
+            "VALID",
             "VALID",
             "DEACTIVATED",
             "SUSPENDED"
@@ -205,4 +213,51 @@ async fn without_a_signing_ring_no_answer_goes_out_unsigned() {
     assert_eq!(answer.status, 500);
     assert!(answer.headers.get("keyledger-signature").is_none());
     assert!(!answer.text.contains("NOT_FOUND"));
+}
+
+/// A public router on `w`'s database whose signing ring is `ring` (`None`: not configured).
+fn public_with_ring(w: &World, ring: Option<&str>) -> Router {
+    let mut vars = w.app.vars.clone();
+    match ring {
+        Some(ring) => vars.insert("LICENSE_SIGNING_KEYS".into(), ring.into()),
+        None => vars.remove("LICENSE_SIGNING_KEYS"),
+    };
+    license_validate::router(shared::Context::new(crate::helpers::config_from(&vars), license_validate::FUNCTION))
+}
+
+/// (event types of the license, its installations with their `last_seen_at`), to prove a
+/// refused request left no trace.
+async fn stored(w: &World, id: &str) -> (Vec<String>, Vec<(String, chrono::DateTime<chrono::Utc>)>) {
+    let rows = w
+        .app
+        .client()
+        .await
+        .query(
+            "SELECT installation_id, last_seen_at FROM installations WHERE license_id = $1::text::uuid ORDER BY 1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (w.event_types(id).await, rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[tokio::test]
+async fn with_a_broken_or_missing_ring_a_writing_check_is_a_plain_500_and_records_nothing() {
+    let w = World::new().await;
+    let (id, key) = w.issue(json!({"email": "a@example.com", "max_installations": 3})).await;
+    assert_eq!(w.check("activate", &key, "pc-held").await["code"], "VALID");
+    let before = stored(&w, &id).await;
+    assert_eq!(before.0, ["LicenseIssued", "InstallationActivated"]);
+    let broken = r#"{"current":"s2","keys":{"s1":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}"#;
+    for (ring, router) in [("broken", public_with_ring(&w, Some(broken))), ("missing", public_with_ring(&w, None))] {
+        for (route, inst) in [("activate", "pc-new"), ("deactivate", "pc-held"), ("checkout", "pc-held")] {
+            let body = json!({"license_key": key, "installation_id": inst, "nonce": "n-1"});
+            let answer = call(&router, Method::POST, &format!("/v1/licenses/{route}"), None, Some(body)).await;
+            assert_eq!(answer.status, 500, "{ring} {route}: {}", answer.text);
+            assert!(answer.headers.get("keyledger-signature").is_none(), "{ring} {route}");
+            assert_eq!(answer.json["code"], "internal_error", "{ring} {route}: {}", answer.text);
+            assert!(answer.json.get("valid").is_none() && answer.json.get("license").is_none(), "{}", answer.text);
+            assert_eq!(stored(&w, &id).await, before, "{ring} {route} wrote something");
+        }
+    }
 }

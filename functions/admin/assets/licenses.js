@@ -46,7 +46,6 @@
         tbody));
     }
     tbody.append(...items.map(licenseRow));
-    noteEntitlements(items);
   }
 
   async function search(append) {
@@ -182,9 +181,7 @@
     return form;
   }
 
-  // ---- entitlements (DESIGN §6.6a; shown only when the API returns them) -------------------
-
-  let entitlementsSupported = false;
+  // ---- entitlements (DESIGN §6.6a) ------------------------------------------------------
 
   function entitlementChips(list) {
     if (!list || list.length === 0) return h('span', { class: 'muted' }, 'none');
@@ -214,15 +211,7 @@
     return form;
   }
 
-  function noteEntitlements(licenses) {
-    if (!entitlementsSupported && licenses.some((l) => Array.isArray(l.entitlements))) {
-      entitlementsSupported = true;
-      show($('#issue-entitlements-field'), true);
-    }
-  }
-
   function renderDetail(license) {
-    noteEntitlements([license]);
     current = license;
     const status = statusOf(license);
     const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'License actions' });
@@ -251,14 +240,14 @@
         field('License id', h('code', {}, license.id)),
         keyField(license),
         field('Installations', `${license.installations_used} of ${license.max_installations}`),
-        Array.isArray(license.entitlements) ? field('Entitlements', h('span', { id: 'entitlements' }, entitlementChips(license.entitlements))) : null,
+        field('Entitlements', h('span', { id: 'entitlements' }, entitlementChips(license.entitlements))),
         field('Frees a slot after', license.max_inactive_days ? `${license.max_inactive_days} days inactive` : h('span', { class: 'muted' }, 'never')),
         field('Expires', time(license.expires_at, { empty: 'never' }), license.expires_at ? ` (${KL.relative(license.expires_at)})` : null),
         field('Issued', time(license.created_at)),
         field('Last changed', time(license.updated_at))),
       actions,
       license.status === 'revoked' ? h('p', { class: 'muted' }, 'Revoked for good: a revoked license cannot be changed.') : extendForm(license),
-      license.status !== 'revoked' && Array.isArray(license.entitlements) ? entitlementsForm(license) : null,
+      license.status !== 'revoked' ? entitlementsForm(license) : null,
       h('h3', {}, 'Installations'),
       installationsTable(license));
     show($('#detail'), true);
@@ -366,7 +355,7 @@
       max_inactive_days: $('#issue-inactive').value ? Number($('#issue-inactive').value) : null,
     };
     const entitlements = parseEntitlements($('#issue-entitlements').value);
-    if (entitlementsSupported && entitlements.length) body.entitlements = entitlements;
+    if (entitlements.length) body.entitlements = entitlements;
     await busy($('#issue-button'), 'Issuing…', async () => {
       try {
         const license = await api('POST', '/v1/licenses', body);

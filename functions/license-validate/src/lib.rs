@@ -2,6 +2,8 @@
 //! the license key in the body is the credential. Parsing and rendering only; the rules and
 //! the codes live in `shared::licenses`.
 
+use std::sync::Arc;
+
 use axum::{
     Router,
     extract::{DefaultBodyLimit, State},
@@ -13,7 +15,7 @@ use shared::{
     Context,
     http::{ApiError, OpenJson, RequestId},
     licenses::{self, ActivateRequest, CheckoutRequest, DeactivateRequest, ValidateRequest},
-    signing,
+    signing::{self, SigningKeys},
 };
 
 /// The function's name, as deployed and as logged.
@@ -41,10 +43,16 @@ pub fn router(ctx: Context) -> Router {
     shared::app::finish(app, &config)
 }
 
+/// The signing ring, read before a check runs: a check that writes (activate, deactivate,
+/// checkout) must not commit when its answer could not be signed, so a broken ring is a
+/// plain 500 with nothing recorded.
+async fn signing_keys_for_answer(ctx: &Context) -> Result<Arc<SigningKeys>, ApiError> {
+    Ok(ctx.signing_keys().await.map_err(licenses::Error::SigningKeys)?)
+}
+
 /// Serialises the answer once and signs exactly the bytes it sends, so the signature covers
 /// the body the product receives (DESIGN §6.15), negative codes and `NOT_FOUND` included.
-async fn render(ctx: &Context, answer: &impl serde::Serialize) -> Result<Response, ApiError> {
-    let keys = ctx.signing_keys().await.map_err(licenses::Error::SigningKeys)?;
+fn render(keys: &SigningKeys, answer: &impl serde::Serialize) -> Result<Response, ApiError> {
     let body = serde_json::to_vec(answer).map_err(ApiError::internal)?;
     let signature = HeaderValue::try_from(keys.signature_header(&body)).map_err(ApiError::internal)?;
     Ok((
@@ -62,12 +70,13 @@ async fn render(ctx: &Context, answer: &impl serde::Serialize) -> Result<Respons
 /// CDNs spare the call while a new key, added to the ring before it becomes current, reaches
 /// every verifier well before it signs.
 async fn signing_keys(State(ctx): State<Context>) -> Result<impl IntoResponse, ApiError> {
-    let keys = ctx.signing_keys().await.map_err(licenses::Error::SigningKeys)?;
+    let keys = signing_keys_for_answer(&ctx).await?;
     Ok(([(header::CACHE_CONTROL, "public, max-age=3600")], axum::Json(keys.jwks())))
 }
 
 async fn validate(State(ctx): State<Context>, OpenJson(body): OpenJson<ValidateRequest>) -> Result<Response, ApiError> {
-    render(&ctx, &licenses::validate(&ctx, body).await?).await
+    let keys = signing_keys_for_answer(&ctx).await?;
+    render(&keys, &licenses::validate(&ctx, body).await?)
 }
 
 async fn activate(
@@ -75,7 +84,8 @@ async fn activate(
     RequestId(request_id): RequestId,
     OpenJson(body): OpenJson<ActivateRequest>,
 ) -> Result<Response, ApiError> {
-    render(&ctx, &licenses::activate(&ctx, body, Some(request_id)).await?).await
+    let keys = signing_keys_for_answer(&ctx).await?;
+    render(&keys, &licenses::activate(&ctx, body, Some(request_id)).await?)
 }
 
 async fn deactivate(
@@ -83,7 +93,8 @@ async fn deactivate(
     RequestId(request_id): RequestId,
     OpenJson(body): OpenJson<DeactivateRequest>,
 ) -> Result<Response, ApiError> {
-    render(&ctx, &licenses::deactivate(&ctx, body, Some(request_id)).await?).await
+    let keys = signing_keys_for_answer(&ctx).await?;
+    render(&keys, &licenses::deactivate(&ctx, body, Some(request_id)).await?)
 }
 
 async fn checkout(
@@ -91,5 +102,6 @@ async fn checkout(
     RequestId(request_id): RequestId,
     OpenJson(body): OpenJson<CheckoutRequest>,
 ) -> Result<Response, ApiError> {
-    render(&ctx, &licenses::checkout(&ctx, body, Some(request_id)).await?).await
+    let keys = signing_keys_for_answer(&ctx).await?;
+    render(&keys, &licenses::checkout(&ctx, &keys, body, Some(request_id)).await?)
 }

@@ -15,7 +15,7 @@ use super::{
     checks::{TOUCH, lock, public_metadata, validate_code},
     stream,
 };
-use crate::{context::Context, events::ExpectedVersion, projections};
+use crate::{context::Context, events::ExpectedVersion, projections, signing::SigningKeys};
 
 /// The body of `POST /v1/licenses/checkout` (read with `http::OpenJson`: other fields are
 /// ignored unread). `ttl_seconds` is 1 or more; one over the cap is capped.
@@ -119,15 +119,17 @@ pub fn file_expiry(
 }
 
 /// `POST /v1/licenses/checkout`.
+/// `keys` is the ring the handler read before anything else, so the file and the answer's
+/// signature come from the same ring and nothing is recorded when it cannot be read.
 pub async fn checkout(
     ctx: &Context,
+    keys: &SigningKeys,
     request: CheckoutRequest,
     request_id: Option<String>,
 ) -> Result<CheckoutAnswer, Error> {
     if request.ttl_seconds == Some(0) {
         return Err(Error::invalid("ttl_seconds", "ttl_seconds must be a positive integer"));
     }
-    let keys = ctx.signing_keys().await.map_err(Error::SigningKeys)?;
     let hash = pepper_hash(ctx, &request.license_key).await?;
     let mut client = ctx.db().get().await?;
     let tx = client.transaction().await?;

@@ -101,7 +101,10 @@ impl SigningKeys {
     /// A fresh ring with one random seed, as JSON (`keyledger keys generate-signing`, tests).
     pub fn generate_json(key_id: &str) -> SecretString {
         let seed = crate::crypto::random_bytes::<32>();
-        SecretString::from(format!(r#"{{"current":"{key_id}","keys":{{"{key_id}":"{}"}}}}"#, STANDARD.encode(seed)))
+        // Built as JSON, not by formatting: an id with a quote must give a ring that `parse`
+        // refuses by name, not a broken document.
+        let ring = serde_json::json!({"current": key_id, "keys": {key_id: STANDARD.encode(seed)}});
+        SecretString::from(ring.to_string())
     }
 
     /// The id of the key that signs.
