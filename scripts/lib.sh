@@ -48,7 +48,8 @@ venv_install() {
     # A pinned spec (`schemathesis==4.32.5`) wants that version, not just the package.
     local name=${spec%%[\[=<>]*} want='' have
     [[ $spec == *==* ]] && want=${spec##*==}
-    have=$("$venv/bin/pip" show "$name" 2>/dev/null | sed -n 's/^Version: //p')
+    # `pip show` exits 1 for a package that is not installed: under pipefail that must not end the script.
+    have=$({ "$venv/bin/pip" show "$name" 2>/dev/null || true; } | sed -n 's/^Version: //p')
     if [ -z "$have" ] || { [ -n "$want" ] && [ "$have" != "$want" ]; }; then missing+=("$spec"); fi
   done
   if [ ${#missing[@]} -gt 0 ]; then

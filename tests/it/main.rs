@@ -39,6 +39,7 @@ mod request_log_partitions;
 mod request_log_query;
 mod request_log_stats;
 mod roles;
+mod scripts_lib;
 mod secrets;
 mod signing;
 mod tls;
