@@ -41,6 +41,7 @@ mod request_log_stats;
 mod roles;
 mod secrets;
 mod signing;
+mod tags_index;
 mod tls;
 mod token_refresh;
 mod untrusted_input;
