@@ -508,6 +508,51 @@ async fn microsoft_tenant_is_in_the_path_the_provider_receives() {
     );
 }
 
+/// `POST /v1/tokens/{id}/refresh` with the admin key.
+async fn force(w: &World, id: &str) -> crate::helpers::Answer {
+    call(&w.tokens, Method::POST, &format!("/v1/tokens/{id}/refresh"), Some(&w.app.admin_key), None).await
+}
+
+/// `refresh_error_map` is data: a Zoho client whose map names a code of the provider's own
+/// (a made-up one here, which neither RFC 6749 nor keyledger knows) treats it as
+/// `invalid_grant`; the same answer to the preset's client, whose map does not name it, is
+/// a transient failure. And the map decides over keyledger's built-in reading of Zoho's
+/// `invalid_code`: a client mapping it to `temporarily_unavailable` keeps retrying.
+#[tokio::test]
+async fn the_clients_refresh_error_map_is_what_classifies_a_providers_own_codes() {
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| {
+        b.errors_in_200 = true;
+        b.dead_refresh_code = "grant_gone_for_good".into();
+    });
+    let preset = create(&w, preset_body(&w, "zoho", json!({}))).await;
+    assert_eq!(preset.status, StatusCode::CREATED, "{}", preset.text);
+    // The preset's own quirks, with one more code in the map.
+    let mut quirks = preset.json["quirks"].clone();
+    assert_eq!(quirks["errors"]["refresh_error_map"], json!({"invalid_code": "invalid_grant"}));
+    quirks["errors"]["refresh_error_map"]["grant_gone_for_good"] = json!("invalid_grant");
+    let mapped = register(&w, preset_body(&w, "zoho", json!({"quirks": quirks}))).await;
+    let mut retrying = preset.json["quirks"].clone();
+    retrying["errors"]["refresh_error_map"]["invalid_code"] = json!("temporarily_unavailable");
+    let retrying = register(&w, preset_body(&w, "zoho", json!({"quirks": retrying}))).await;
+    w.connect(preset.json["id"].as_str().unwrap(), "zoho-preset").await;
+    w.connect(&mapped, "zoho-mapped").await;
+    w.connect(&retrying, "zoho-retrying").await;
+    w.provider.set(|b| b.refuse_refresh = true);
+
+    let dead = force(&w, "zoho-mapped").await;
+    assert_eq!((dead.status, dead.json["code"].as_str()), (StatusCode::CONFLICT, Some("reauthorization_required")));
+    assert_eq!(w.status("zoho-mapped").await, "reauthorization_required");
+    let unmapped = force(&w, "zoho-preset").await;
+    assert_eq!(unmapped.status, StatusCode::SERVICE_UNAVAILABLE, "{}", unmapped.text);
+    assert_eq!(w.status("zoho-preset").await, "refresh_failing");
+
+    w.provider.set(|b| b.dead_refresh_code = "invalid_code".into());
+    let kept = force(&w, "zoho-retrying").await;
+    assert_eq!(kept.status, StatusCode::SERVICE_UNAVAILABLE, "{}", kept.text);
+    assert_eq!(w.status("zoho-retrying").await, "refresh_failing");
+}
+
 /// A provider that refuses a refresh while the token has more than its own window left:
 /// the client's expiry buffer keeps keyledger from asking early, inline and scheduled.
 #[tokio::test]
