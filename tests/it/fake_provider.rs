@@ -141,6 +141,8 @@ pub struct ProviderState {
     pub last_token_request: Mutex<Option<SeenRequest>>,
     /// Refresh tokens refused for being early (the provider's own window).
     pub early_refusals: AtomicUsize,
+    /// The path of every request, in order (a tenant in a Microsoft URL is in it).
+    pub paths: Mutex<Vec<String>>,
     /// When the access token issued with each live refresh token expires (unix seconds).
     expiry_of: Mutex<HashMap<String, i64>>,
     /// Refresh tokens that still work.
@@ -177,6 +179,7 @@ impl FakeProvider {
             last_authorize: Mutex::new(HashMap::new()),
             last_token_request: Mutex::new(None),
             early_refusals: AtomicUsize::new(0),
+            paths: Mutex::new(Vec::new()),
             expiry_of: Mutex::new(HashMap::new()),
             live_refresh: Mutex::new(HashSet::new()),
             codes: Mutex::new(HashMap::new()),
@@ -186,6 +189,13 @@ impl FakeProvider {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/revoke", post(revoke))
+            // The same endpoints at the paths of the presets' URL templates, so that a test
+            // can keep a rendered path (Microsoft's tenant) and change only the origin.
+            .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
+            .route("/{tenant}/oauth2/v2.0/token", post(token))
+            .route("/admin/oauth/authorize", get(authorize))
+            .route("/admin/oauth/access_token", post(token))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), record_path))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -231,6 +241,15 @@ impl FakeProvider {
     pub fn forget_refresh_tokens(&self) {
         self.state.live_refresh.lock().unwrap().clear();
     }
+}
+
+async fn record_path(
+    State(s): State<Arc<ProviderState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    s.paths.lock().unwrap().push(request.uri().path().to_owned());
+    next.run(request).await
 }
 
 async fn authorize(State(s): State<Arc<ProviderState>>, Query(q): Query<HashMap<String, String>>) -> Response {

@@ -42,6 +42,7 @@ mod roles;
 mod scripts_lib;
 mod secrets;
 mod signing;
+mod tags_index;
 mod tls;
 mod token_refresh;
 mod untrusted_input;

@@ -418,6 +418,141 @@ async fn quickbooks_realm_id_is_captured_from_the_callback() {
     assert_eq!(w.token("qb-1").await.json["provider_data"], json!({"realmId": "9130-1234"}));
 }
 
+/// The path of a URL the API returned (a rendered preset URL).
+fn path_of(url: &Value) -> String {
+    url::Url::parse(url.as_str().unwrap()).unwrap().path().to_owned()
+}
+
+/// A preset renders https URLs on the provider's own host, which no test can serve: the
+/// preset's rendered URLs are read from a client made from it alone, and a second client
+/// from the same preset and parameters keeps their paths with the fake's origin (explicit
+/// URLs override the preset, DESIGN §6.14).
+async fn rendered_then_pointed_at_the_fake(w: &World, preset: &str, params: Value) -> (Value, String) {
+    let real = create(
+        w,
+        json!({"preset": preset, "preset_params": params, "client_id": "kl-client", "client_secret": w.client_secret,
+               "redirect_uri": "http://127.0.0.1:9/oauth/callback", "scopes": ["read", "write"]}),
+    )
+    .await;
+    assert_eq!(real.status, StatusCode::CREATED, "{}", real.text);
+    let body = preset_body(
+        w,
+        preset,
+        json!({"preset_params": params,
+               "authorize_url": w.provider.url(&path_of(&real.json["authorize_url"])),
+               "token_url": w.provider.url(&path_of(&real.json["token_url"]))}),
+    );
+    (real.json, register(w, body).await)
+}
+
+/// Shopify: the shop is the host of every URL the preset renders (and so of the authorize
+/// URL a user is sent to), and the `shop` Shopify sends back on the callback is captured as
+/// `provider_data.shop`, on the connection and with its token.
+#[tokio::test]
+async fn shopify_shop_is_in_the_urls_and_captured_from_the_callback() {
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| {
+        b.callback_extra = vec![
+            ("shop".into(), "acme-store.myshopify.com".into()),
+            ("hmac".into(), "hmac-not-captured".into()),
+            ("timestamp".into(), "1700000000".into()),
+        ];
+    });
+    let (real, client) = rendered_then_pointed_at_the_fake(&w, "shopify", json!({"shop": "acme-store"})).await;
+    assert_eq!(real["authorize_url"], "https://acme-store.myshopify.com/admin/oauth/authorize");
+    assert_eq!(real["token_url"], "https://acme-store.myshopify.com/admin/oauth/access_token");
+    assert_eq!(real["preset_params"], json!({"shop": "acme-store"}));
+    let started = w.start(real["id"].as_str().unwrap(), "shop-real", None).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let sent_to = url::Url::parse(started.json["authorize_url"].as_str().unwrap()).unwrap();
+    assert_eq!(sent_to.host_str(), Some("acme-store.myshopify.com"));
+    assert_eq!(sent_to.path(), "/admin/oauth/authorize");
+    let query: std::collections::HashMap<String, String> = sent_to.query_pairs().into_owned().collect();
+    assert_eq!(query["scope"], "read,write", "Shopify joins scopes with commas");
+
+    // The whole flow through the callback, at the preset's paths.
+    w.connect(&client, "shop-1").await;
+    assert_eq!(
+        *w.provider.state.paths.lock().unwrap(),
+        vec!["/admin/oauth/authorize".to_owned(), "/admin/oauth/access_token".to_owned()]
+    );
+    let expected = json!({"shop": "acme-store.myshopify.com"});
+    assert_eq!(connection(&w, "shop-1").await["provider_data"], expected);
+    let token = w.token("shop-1").await;
+    assert_eq!(token.status, StatusCode::OK, "{}", token.text);
+    assert_eq!(token.json["provider_data"], expected);
+    assert!(!w.dump().await.contains("hmac-not-captured"), "only the captured callback value is stored");
+}
+
+/// Microsoft: the tenant is a path segment of the rendered URLs, and every request for the
+/// connection (authorize, code exchange, refresh, client credentials) reaches the provider at
+/// the tenant's path.
+#[tokio::test]
+async fn microsoft_tenant_is_in_the_path_the_provider_receives() {
+    let w = World::new("client_secret_post").await;
+    let tenant = "contoso.onmicrosoft.com";
+    let (real, client) = rendered_then_pointed_at_the_fake(&w, "microsoft", json!({"tenant": tenant})).await;
+    let token_path = format!("/{tenant}/oauth2/v2.0/token");
+    assert_eq!(real["token_url"], format!("https://login.microsoftonline.com{token_path}"));
+    assert_eq!(real["authorize_url"], format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"));
+
+    w.connect(&client, "ms-1").await;
+    let forced = call(&w.tokens, Method::POST, "/v1/tokens/ms-1/refresh", Some(&w.app.admin_key), None).await;
+    assert_eq!(forced.status, StatusCode::OK, "{}", forced.text);
+    let svc = create_cc(&w, &client, "ms-svc", json!({"scopes": ["https://graph.microsoft.com/.default"]})).await;
+    assert_eq!(svc.status, StatusCode::CREATED, "{}", svc.text);
+    assert_eq!((w.provider.refresh_calls(), w.provider.client_credentials_calls()), (1, 1));
+    assert_eq!(
+        *w.provider.state.paths.lock().unwrap(),
+        vec![format!("/{tenant}/oauth2/v2.0/authorize"), token_path.clone(), token_path.clone(), token_path]
+    );
+}
+
+/// `POST /v1/tokens/{id}/refresh` with the admin key.
+async fn force(w: &World, id: &str) -> crate::helpers::Answer {
+    call(&w.tokens, Method::POST, &format!("/v1/tokens/{id}/refresh"), Some(&w.app.admin_key), None).await
+}
+
+/// `refresh_error_map` is data: a Zoho client whose map names a code of the provider's own
+/// (a made-up one here, which neither RFC 6749 nor keyledger knows) treats it as
+/// `invalid_grant`; the same answer to the preset's client, whose map does not name it, is
+/// a transient failure. And the map decides over keyledger's built-in reading of Zoho's
+/// `invalid_code`: a client mapping it to `temporarily_unavailable` keeps retrying.
+#[tokio::test]
+async fn the_clients_refresh_error_map_is_what_classifies_a_providers_own_codes() {
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| {
+        b.errors_in_200 = true;
+        b.dead_refresh_code = "grant_gone_for_good".into();
+    });
+    let preset = create(&w, preset_body(&w, "zoho", json!({}))).await;
+    assert_eq!(preset.status, StatusCode::CREATED, "{}", preset.text);
+    // The preset's own quirks, with one more code in the map.
+    let mut quirks = preset.json["quirks"].clone();
+    assert_eq!(quirks["errors"]["refresh_error_map"], json!({"invalid_code": "invalid_grant"}));
+    quirks["errors"]["refresh_error_map"]["grant_gone_for_good"] = json!("invalid_grant");
+    let mapped = register(&w, preset_body(&w, "zoho", json!({"quirks": quirks}))).await;
+    let mut retrying = preset.json["quirks"].clone();
+    retrying["errors"]["refresh_error_map"]["invalid_code"] = json!("temporarily_unavailable");
+    let retrying = register(&w, preset_body(&w, "zoho", json!({"quirks": retrying}))).await;
+    w.connect(preset.json["id"].as_str().unwrap(), "zoho-preset").await;
+    w.connect(&mapped, "zoho-mapped").await;
+    w.connect(&retrying, "zoho-retrying").await;
+    w.provider.set(|b| b.refuse_refresh = true);
+
+    let dead = force(&w, "zoho-mapped").await;
+    assert_eq!((dead.status, dead.json["code"].as_str()), (StatusCode::CONFLICT, Some("reauthorization_required")));
+    assert_eq!(w.status("zoho-mapped").await, "reauthorization_required");
+    let unmapped = force(&w, "zoho-preset").await;
+    assert_eq!(unmapped.status, StatusCode::SERVICE_UNAVAILABLE, "{}", unmapped.text);
+    assert_eq!(w.status("zoho-preset").await, "refresh_failing");
+
+    w.provider.set(|b| b.dead_refresh_code = "invalid_code".into());
+    let kept = force(&w, "zoho-retrying").await;
+    assert_eq!(kept.status, StatusCode::SERVICE_UNAVAILABLE, "{}", kept.text);
+    assert_eq!(w.status("zoho-retrying").await, "refresh_failing");
+}
+
 /// A provider that refuses a refresh while the token has more than its own window left:
 /// the client's expiry buffer keeps keyledger from asking early, inline and scheduled.
 #[tokio::test]

@@ -66,7 +66,11 @@ pub(super) fn new_settings(new: &NewClient) -> Result<ClientSettings, Error> {
         }
         None => None,
     };
-    let r = resolved.as_ref();
+    settings_from(new, resolved.as_ref())
+}
+
+/// The settings of `new` with the resolved preset `r` (if any) filling what `new` leaves out.
+fn settings_from(new: &NewClient, r: Option<&ResolvedClient>) -> Result<ClientSettings, Error> {
     let required = |field: &str, value: Option<String>| {
         value.ok_or_else(|| Error::invalid(field, format!("{field} is required (or a preset that sets it)")))
     };
@@ -102,4 +106,45 @@ pub(super) fn new_settings(new: &NewClient) -> Result<ClientSettings, Error> {
         grants: new.grants.clone().or_else(|| r.map(|r| r.grants.clone())).unwrap_or_else(super::model::default_grants),
         quirks: new.quirks.clone().unwrap_or_else(|| r.map(quirks_of).unwrap_or_default()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::providers::Preset;
+
+    /// No embedded preset documents a refresh window (none of their sources says a provider
+    /// refuses early refreshes), so a test-only preset, read by the same loader as the
+    /// embedded files, carries one.
+    fn buffered_preset() -> Preset {
+        let text = include_str!("../../presets/hubspot.json")
+            .replace("\"id\": \"hubspot\"", "\"id\": \"buffered\"")
+            .replace("\"expiry_buffer_secs\": null", "\"expiry_buffer_secs\": 120");
+        Preset::from_json("buffered", &text).unwrap()
+    }
+
+    fn new_client(extra: Value) -> NewClient {
+        let mut body = json!({"preset": "buffered", "client_id": "id", "client_secret": "secret",
+                              "redirect_uri": "https://api.example.com/oauth/callback"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn a_presets_expiry_buffer_is_the_clients_unless_the_client_names_its_own() {
+        let resolved = buffered_preset().resolve(&BTreeMap::new()).unwrap();
+        assert_eq!(resolved.expiry_buffer_secs, Some(120));
+
+        let from_preset = settings_from(&new_client(json!({})), Some(&resolved)).unwrap();
+        assert_eq!(from_preset.quirks.expiry_buffer_secs, Some(120));
+        assert_eq!(from_preset.quirks, quirks_of(&resolved), "the other quirks come along");
+
+        let explicit = new_client(json!({"quirks": {"expiry_buffer_secs": 60}}));
+        assert_eq!(settings_from(&explicit, Some(&resolved)).unwrap().quirks.expiry_buffer_secs, Some(60));
+        // Explicit quirks replace the preset's as a whole: naming none means no buffer.
+        let without = new_client(json!({"quirks": {}}));
+        assert_eq!(settings_from(&without, Some(&resolved)).unwrap().quirks.expiry_buffer_secs, None);
+    }
 }
