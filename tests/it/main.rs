@@ -43,4 +43,5 @@ mod secrets;
 mod signing;
 mod tls;
 mod token_refresh;
+mod unknown_stored;
 mod untrusted_input;

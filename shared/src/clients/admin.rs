@@ -87,7 +87,7 @@ fn from_row(row: &Row) -> Result<Client, Error> {
             preset: row.get("preset"),
             preset_params: serde_json::from_value(row.get("preset_params"))
                 .map_err(|e| Error::Corrupt(format!("preset_params: {e}")))?,
-            capture: stored_capture(&row.get("capture")),
+            capture: stored_capture(&row.get("capture"))?,
             grants: serde_json::from_value(row.get("grants")).map_err(|e| Error::Corrupt(format!("grants: {e}")))?,
             quirks: serde_json::from_value(row.get("quirks")).map_err(|e| Error::Corrupt(format!("quirks: {e}")))?,
         },

@@ -246,11 +246,15 @@ impl Locked {
                     .ok_or(Error::UnknownStored { what: "auth_method", value: auth_method })?,
                 redirect_uri: row.get("redirect_uri"),
                 capture: clients::stored_capture(&row.get("capture"))
+                    .map_err(|e| Error::UnknownStored { what: "capture", value: e.to_string() })?
                     .token
                     .iter()
                     .filter_map(|f| clients::capture_path(f).ok())
                     .collect(),
-                quirks: serde_json::from_value(row.get("quirks")).unwrap_or_default(),
+                // Read as "no quirks", an unreadable value would call the provider the RFC
+                // way, which is the one thing its quirks say not to do.
+                quirks: serde_json::from_value(row.get("quirks"))
+                    .map_err(|e| Error::UnknownStored { what: "quirks", value: e.to_string() })?,
             },
             token,
         })
