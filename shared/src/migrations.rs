@@ -142,7 +142,7 @@ async fn applied(client: &impl tokio_postgres::GenericClient) -> Result<Vec<(i32
         .query("SELECT version, name, checksum FROM schema_migrations ORDER BY version", &[])
         .await?
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| (r.get("version"), r.get("name"), r.get("checksum")))
         .collect())
 }
 

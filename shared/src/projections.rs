@@ -294,15 +294,16 @@ async fn compare_sealed(
         let rows = tx
             .query(
                 &format!(
-                    "SELECT (l.{key})::text, ({owner})::text, l.{col}, r.{col} FROM public.{table} l
+                    "SELECT (l.{key})::text AS key, ({owner})::text AS stream, l.{col} AS live, r.{col} AS rebuilt
+                     FROM public.{table} l
                      JOIN pg_temp.{table} r USING ({key})"
                 ),
                 &[],
             )
             .await?;
         for row in rows {
-            let (id, stream): (String, String) = (row.get(0), row.get(1));
-            let (live, rebuilt): (Option<String>, Option<String>) = (row.get(2), row.get(3));
+            let (id, stream): (String, String) = (row.get("key"), row.get("stream"));
+            let (live, rebuilt): (Option<String>, Option<String>) = (row.get("live"), row.get("rebuilt"));
             let owner = crate::crypto::Owner::new(&stream, sealed.field);
             let open = |v: &Option<String>| -> Result<Option<String>, String> {
                 v.as_deref()

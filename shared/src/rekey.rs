@@ -209,7 +209,7 @@ async fn rekey_column(
         ..ColumnReport::default()
     };
     let select = format!(
-        "SELECT ({key})::text, ({owner})::text, {col} FROM {table}
+        "SELECT ({key})::text AS key, ({owner})::text AS owner, {col} AS stored FROM {table}
          WHERE {col} IS NOT NULL AND split_part({col}, ':', 2) <> $1 AND ({key})::text > $2
          ORDER BY ({key})::text LIMIT $3",
         key = s.key,
@@ -237,9 +237,9 @@ async fn rekey_column(
             *n -= 1;
         }
         out.batches += 1;
-        after = last.get(0);
+        after = last.get("key");
         for row in &rows {
-            let (key, owner, stored): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            let (key, owner, stored): (String, String, String) = (row.get("key"), row.get("owner"), row.get("stored"));
             let from = KeyRing::key_id_of(&stored).unwrap_or("?").to_owned();
             let owner = Owner::new(&owner, s.field);
             let Ok(plain) = ring.decrypt(owner, &stored) else {
@@ -272,12 +272,12 @@ async fn rekey_column(
 async fn events_by_key(client: &tokio_postgres::Client) -> Result<BTreeMap<String, i64>, RekeyError> {
     let rows = client
         .query(
-            "SELECT m[1], count(*) FROM events, regexp_matches(data::text, '\"v1:([A-Za-z0-9_.-]+):', 'g') AS m
+            "SELECT m[1] AS key_id, count(*) AS n FROM events, regexp_matches(data::text, '\"v1:([A-Za-z0-9_.-]+):', 'g') AS m
              GROUP BY 1 ORDER BY 1",
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows.iter().map(|r| (r.get("key_id"), r.get("n"))).collect())
 }
 
 #[cfg(test)]

@@ -182,7 +182,8 @@ impl From<tokio_postgres::Error> for RelayError {
 }
 
 const STATE: &str = "SELECT position, gap_position, gap_xmax FROM relay_state WHERE name = $1";
-const SNAPSHOT: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
+const SNAPSHOT: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
+                        pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax";
 const READ: &str = "
 SELECT e.position, e.stream_id, e.version, e.type, e.data, e.metadata, e.recorded_at,
        (SELECT p.type FROM events p WHERE p.stream_id = e.stream_id AND p.version = e.version - 1) AS previous_type
@@ -445,7 +446,7 @@ async fn gap_is_final(
     missing: i64,
 ) -> Result<bool, RelayError> {
     let snapshot = tx.query_one(SNAPSHOT, &[]).await?;
-    let (xmin, xmax): (i64, i64) = (snapshot.get(0), snapshot.get(1));
+    let (xmin, xmax): (i64, i64) = (snapshot.get("xmin"), snapshot.get("xmax"));
     let is_final = match *gap {
         Some((at, gap_xmax)) if at == missing => xmin >= gap_xmax,
         // First sight: final only if no transaction with an id is running at all.

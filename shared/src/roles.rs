@@ -285,8 +285,8 @@ pub async fn apply(client: &mut Client, logins: &[RoleLogin]) -> Result<Vec<Appl
     let (schema_sql, role_sql) = sections();
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&migrations::LOCK_KEY]).await?;
-    let row = tx.query_one("SELECT current_user::text, current_database()::text", &[]).await?;
-    let (me, database): (String, String) = (row.get(0), row.get(1));
+    let row = tx.query_one("SELECT current_user::text AS me, current_database()::text AS database", &[]).await?;
+    let (me, database): (String, String) = (row.get("me"), row.get("database"));
     tx.batch_execute(schema_sql).await?;
     let mut applied = Vec::new();
     for login in logins {
@@ -298,13 +298,13 @@ pub async fn apply(client: &mut Client, logins: &[RoleLogin]) -> Result<Vec<Appl
         let existing = tx.query_opt(INSPECT_ROLE, &[&login.username]).await?;
         if let Some(row) = &existing {
             let powers: Vec<&str> = [
-                ("SUPERUSER", row.get::<_, bool>(0)),
-                ("CREATEROLE", row.get(1)),
-                ("CREATEDB", row.get(2)),
-                ("REPLICATION", row.get(3)),
-                ("BYPASSRLS", row.get(4)),
-                ("membership in other roles", row.get(5)),
-                ("ownership of objects in this database", row.get(6)),
+                ("SUPERUSER", row.get::<_, bool>("rolsuper")),
+                ("CREATEROLE", row.get("rolcreaterole")),
+                ("CREATEDB", row.get("rolcreatedb")),
+                ("REPLICATION", row.get("rolreplication")),
+                ("BYPASSRLS", row.get("rolbypassrls")),
+                ("membership in other roles", row.get("is_member")),
+                ("ownership of objects in this database", row.get("owns_objects")),
             ]
             .into_iter()
             .filter_map(|(name, has)| has.then_some(name))
@@ -348,10 +348,10 @@ fn sections() -> (&'static str, &'static str) {
 
 const INSPECT_ROLE: &str = "
 SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,
-       EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid),
-       EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid)
+       EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid) AS is_member,
+       (EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid)
          OR EXISTS (SELECT 1 FROM pg_proc p WHERE p.proowner = r.oid)
-         OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspowner = r.oid)
+         OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspowner = r.oid)) AS owns_objects
 FROM pg_roles r WHERE r.rolname = $1";
 
 fn check_logins(logins: &[RoleLogin]) -> Result<(), RolesError> {

@@ -6,7 +6,7 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use shared::licenses::{CheckCode, LicenseKey, LicenseStatus, validate_code};
+use shared::licenses::{CheckCode, LicenseKey, LicenseStatus, is_expired, validate_code};
 
 use crate::licenses::World;
 
@@ -104,6 +104,8 @@ async fn the_plpgsql_hot_path_and_the_rust_rules_agree_on_every_case() {
                 "{what}"
             );
             assert_eq!(row.get::<_, i64>("installations_used"), i64::from(case.used), "{what}");
+            // The PL/pgSQL's expiry is the Rust rule's, at the same instant.
+            assert_eq!(sql_expired, is_expired(row.get("expires_at"), checked_at), "{what}");
 
             let missing: bool = row.get("entitlements_missing");
             assert_eq!(missing, needed.iter().any(|n| n == "sso"), "{what}");

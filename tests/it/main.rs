@@ -45,4 +45,5 @@ mod signing;
 mod tags_index;
 mod tls;
 mod token_refresh;
+mod unknown_stored;
 mod untrusted_input;

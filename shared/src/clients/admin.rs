@@ -61,9 +61,12 @@ pub async fn create(ctx: &Context, new: NewClient, metadata: &Metadata) -> Resul
     Ok(Client { id, settings, created_at: at, updated_at: at })
 }
 
-const COLUMNS: &str = "id, name, authorize_url, token_url, revoke_url, client_id, redirect_uri, scopes, auth_method, \
-                       pkce, extra_authorize_params, metadata, created_at, updated_at, version, client_secret, \
-                       preset, preset_params, capture, grants, quirks";
+/// A client row as [`from_row`] reads it; each statement adds its `WHERE`.
+const BY_ID: &str = concat!(include_str!("sql/client.sql"), include_str!("sql/client_where_id.sql"));
+const LOCK: &str = concat!(include_str!("sql/client.sql"), include_str!("sql/client_lock_id.sql"));
+const LIST: &str = concat!(include_str!("sql/client.sql"), include_str!("sql/client_where_list.sql"));
+const LOCK_VERSION: &str = include_str!("sql/lock_version.sql");
+const IN_USE: &str = include_str!("sql/in_use.sql");
 
 fn from_row(row: &Row) -> Result<Client, Error> {
     let auth_method: String = row.get("auth_method");
@@ -87,7 +90,7 @@ fn from_row(row: &Row) -> Result<Client, Error> {
             preset: row.get("preset"),
             preset_params: serde_json::from_value(row.get("preset_params"))
                 .map_err(|e| Error::Corrupt(format!("preset_params: {e}")))?,
-            capture: stored_capture(&row.get("capture")),
+            capture: stored_capture(&row.get("capture"))?,
             grants: serde_json::from_value(row.get("grants")).map_err(|e| Error::Corrupt(format!("grants: {e}")))?,
             quirks: serde_json::from_value(row.get("quirks")).map_err(|e| Error::Corrupt(format!("quirks: {e}")))?,
         },
@@ -98,15 +101,13 @@ fn from_row(row: &Row) -> Result<Client, Error> {
 
 /// A client by id; [`Error::NotFound`] for unknown or deleted ones.
 pub async fn get(ctx: &Context, id: Uuid) -> Result<Client, Error> {
-    let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1 AND deleted_at IS NULL");
-    let rows = ctx.db().query(&sql, &[(&id, Type::UUID)]).await?;
+    let rows = ctx.db().query(BY_ID, &[(&id, Type::UUID)]).await?;
     rows.first().map(from_row).transpose()?.ok_or_else(|| Error::NotFound(id.to_string()))
 }
 
 /// A client with its decrypted secret, for an authorization or a token exchange.
 pub async fn provider(ctx: &Context, id: Uuid) -> Result<ProviderClient, Error> {
-    let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1 AND deleted_at IS NULL");
-    let rows = ctx.db().query(&sql, &[(&id, Type::UUID)]).await?;
+    let rows = ctx.db().query(BY_ID, &[(&id, Type::UUID)]).await?;
     let row = rows.first().ok_or_else(|| Error::NotFound(id.to_string()))?;
     let client = from_row(row)?;
     let keyring = keyring(ctx).await?;
@@ -126,11 +127,7 @@ pub async fn list(ctx: &Context, limit: Option<i64>, cursor: Option<&str>) -> Re
     let limit = page_limit(limit).map_err(|e| Error::invalid("limit", e.detail))?;
     let after: Option<Uuid> = cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid("cursor", e.detail))?;
     let fetch = limit + 1;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM clients WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id < $1::uuid) \
-         ORDER BY id DESC LIMIT $2"
-    );
-    let rows = ctx.db().query(&sql, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
+    let rows = ctx.db().query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
     let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     let next_cursor = (items.len() as i64 > limit).then(|| {
         items.truncate(limit as usize);
@@ -146,8 +143,7 @@ pub async fn update(ctx: &Context, id: Uuid, patch: ClientPatch, metadata: &Meta
     }
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
-    let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1 AND deleted_at IS NULL FOR UPDATE");
-    let rows = tx.query_typed(&sql, &[(&id, Type::UUID)]).await?;
+    let rows = tx.query_typed(LOCK, &[(&id, Type::UUID)]).await?;
     let row = rows.first().ok_or_else(|| Error::NotFound(id.to_string()))?;
     let current = from_row(row)?;
     let version: i32 = row.get("version");
@@ -170,20 +166,13 @@ pub async fn update(ctx: &Context, id: Uuid, patch: ClientPatch, metadata: &Meta
     Ok(Client { id, settings, created_at: current.created_at, updated_at })
 }
 
-const IN_USE: &str = "SELECT count(*) FROM connections WHERE client_id = $1 AND status <> 'revoked'";
-
 /// Deletes a client; [`Error::InUse`] while connections that are not revoked use it.
 pub async fn delete(ctx: &Context, id: Uuid, metadata: &Metadata) -> Result<(), Error> {
     let mut db = ctx.db().get().await?;
     let tx = db.transaction().await?;
-    let rows = tx
-        .query_typed(
-            "SELECT version FROM clients WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
-            &[(&id, Type::UUID)],
-        )
-        .await?;
-    let version: i32 = rows.first().ok_or_else(|| Error::NotFound(id.to_string()))?.get(0);
-    let in_use: i64 = tx.query_typed(IN_USE, &[(&id, Type::UUID)]).await?[0].get(0);
+    let rows = tx.query_typed(LOCK_VERSION, &[(&id, Type::UUID)]).await?;
+    let version: i32 = rows.first().ok_or_else(|| Error::NotFound(id.to_string()))?.get("version");
+    let in_use: i64 = tx.query_typed(IN_USE, &[(&id, Type::UUID)]).await?[0].get("in_use");
     if in_use > 0 {
         return Err(Error::InUse(in_use));
     }

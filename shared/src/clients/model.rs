@@ -463,9 +463,10 @@ pub fn capture_path(field: &CaptureField) -> Result<CapturePath, crate::oauth::C
 }
 
 /// The capture lists of a client as the token endpoint and history need them, from the
-/// stored JSON (`{"token": [...], "callback": [...]}`); unreadable data captures nothing.
-pub fn stored_capture(value: &Value) -> Capture {
-    serde_json::from_value(value.clone()).unwrap_or_default()
+/// stored JSON (`{"token": [...], "callback": [...]}`). Unreadable data is
+/// [`Error::Corrupt`]: refused rather than read as "capture nothing" (fails closed).
+pub fn stored_capture(value: &Value) -> Result<Capture, Error> {
+    serde_json::from_value(value.clone()).map_err(|e| Error::Corrupt(format!("capture: {e}")))
 }
 
 pub(super) fn check_secret(secret: &SecretString) -> Result<(), Error> {

@@ -8,18 +8,10 @@ use crate::{
     projections,
 };
 
-const INSERT: &str = "
-INSERT INTO clients (id, name, authorize_url, token_url, revoke_url, client_id, client_secret, redirect_uri, scopes,
-                     auth_method, pkce, extra_authorize_params, metadata, created_at, updated_at, version,
-                     preset, preset_params, capture, grants, quirks)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $17, $18, $19, $20)";
-const UPDATE: &str = "
-UPDATE clients SET name = $2, authorize_url = $3, token_url = $4, revoke_url = $5, client_id = $6, redirect_uri = $7,
-       scopes = $8, auth_method = $9, pkce = $10, extra_authorize_params = $11, metadata = $12, updated_at = $13,
-       version = $14, preset = $15, preset_params = $16, capture = $17, grants = $18, quirks = $19
-WHERE id = $1";
-const ROTATE: &str = "UPDATE clients SET client_secret = $2, updated_at = $3, version = $4 WHERE id = $1";
-const DELETE: &str = "UPDATE clients SET deleted_at = $2, updated_at = $2, version = $3 WHERE id = $1";
+const INSERT: &str = include_str!("sql/projection_insert.sql");
+const UPDATE: &str = include_str!("sql/projection_update.sql");
+const ROTATE: &str = include_str!("sql/projection_rotate.sql");
+const DELETE: &str = include_str!("sql/projection_delete.sql");
 
 /// The JSON columns of a client row.
 struct Json {

@@ -176,15 +176,14 @@ pub async fn history(
     }
     // What the connection's client captures is all history may show of `provider_data`
     // (an old event, or one written under another client, never shows more).
-    let capture: Vec<oauth::CapturePath> = db
-        .query_typed(CLIENT_CAPTURE, &[(&id.as_str(), Type::TEXT)])
-        .await?
-        .first()
-        .map(|row| {
-            let c = clients::stored_capture(&row.get("capture"));
-            c.callback.iter().chain(&c.token).filter_map(|f| clients::capture_path(f).ok()).collect()
-        })
-        .unwrap_or_default();
+    let capture: Vec<oauth::CapturePath> =
+        match db.query_typed(CLIENT_CAPTURE, &[(&id.as_str(), Type::TEXT)]).await?.first() {
+            Some(row) => {
+                let c = clients::stored_capture(&row.get("capture"))?;
+                c.callback.iter().chain(&c.token).filter_map(|f| clients::capture_path(f).ok()).collect()
+            }
+            None => Vec::new(),
+        };
     let mut items: Vec<HistoryItem> = recorded
         .into_iter()
         .map(|e| {

@@ -149,14 +149,67 @@ pub enum Decision {
     Refresh,
 }
 
-/// Decides what a refresh of `c` caused by `trigger` does at `now` (DESIGN §6.4, §6.5).
-pub fn decide(c: &Locked, trigger: Trigger, now: DateTime<Utc>, policy: &Policy) -> Decision {
+/// What [`decide`] reads of a connection: the locked row of a refresh, or the token path's
+/// snapshot (which has no use for the scheduled-only fields and leaves them `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// The stored status.
+    pub status: Status,
+    /// The grant the connection was made with.
+    pub grant: Grant,
+    /// When the current access token expires (`None`: it does not).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether an access token is stored.
+    pub has_access_token: bool,
+    /// Whether a refresh token is stored.
+    pub has_refresh_token: bool,
+    /// The last successful refresh.
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    /// The last transient failure.
+    pub last_failed_at: Option<DateTime<Utc>>,
+    /// The scheduled refresh's backoff (scheduled only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the refresh token was last used (keep-alive, scheduled only).
+    pub refresh_token_used_at: Option<DateTime<Utc>>,
+    /// The client's own expiry buffer (§6.14), replacing the global ones when set.
+    pub own_buffer: Option<Duration>,
+}
+
+impl Facts {
+    /// Refresh this long before expiry: the client's own buffer, else `global`.
+    fn buffer(&self, global: Duration) -> Duration {
+        self.own_buffer.unwrap_or(global)
+    }
+}
+
+impl From<&Locked> for Facts {
+    fn from(c: &Locked) -> Self {
+        Self {
+            status: c.status,
+            grant: c.grant,
+            expires_at: c.token.expires_at,
+            has_access_token: c.token.access_token.is_some(),
+            has_refresh_token: c.refresh_token.is_some(),
+            last_refreshed_at: c.last_refreshed_at,
+            last_failed_at: c.last_failed_at,
+            next_attempt_at: c.next_attempt_at,
+            refresh_token_used_at: c.refresh_token_used_at,
+            own_buffer: c.endpoint.quirks.expiry_buffer_secs.map(Duration::from_secs),
+        }
+    }
+}
+
+/// Decides what a refresh of `c` caused by `trigger` does at `now` (DESIGN §6.4, §6.5). The
+/// token path asks it too (on its one-round-trip snapshot) before taking any lock, so the
+/// rule of "due, throttled, renewable" has this one home.
+pub fn decide(c: impl Into<Facts>, trigger: Trigger, now: DateTime<Utc>, policy: &Policy) -> Decision {
+    let c: Facts = c.into();
     match c.status {
         Status::Revoked => return Decision::Revoked,
         Status::ReauthorizationRequired => return Decision::ReauthorizationRequired,
         Status::Active | Status::RefreshFailing => {}
     }
-    let expires_at = c.token.expires_at;
+    let expires_at = c.expires_at;
     let refreshed_meanwhile = c.last_refreshed_at.is_some_and(|t| t >= policy.since);
     match trigger {
         Trigger::OnDemand => {
@@ -176,7 +229,7 @@ pub fn decide(c: &Locked, trigger: Trigger, now: DateTime<Utc>, policy: &Policy)
         }
         Trigger::Scheduled => {
             // Keep-alive is for idle refresh tokens; a client-credentials grant has none.
-            let keepalive_due = c.refresh_token.is_some()
+            let keepalive_due = c.has_refresh_token
                 && policy
                     .keepalive
                     .is_some_and(|idle| c.refresh_token_used_at.is_none_or(|t| t <= now - seconds(idle)));
@@ -187,10 +240,9 @@ pub fn decide(c: &Locked, trigger: Trigger, now: DateTime<Utc>, policy: &Policy)
             }
         }
     }
-    if c.refresh_token.is_none() && c.grant != Grant::ClientCredentials {
+    if !c.has_refresh_token && c.grant != Grant::ClientCredentials {
         // Nothing to refresh with: an inline caller still gets a token that has not expired.
-        let usable =
-            trigger == Trigger::OnDemand && c.token.access_token.is_some() && expires_at.is_none_or(|e| e > now);
+        let usable = trigger == Trigger::OnDemand && c.has_access_token && expires_at.is_none_or(|e| e > now);
         return if usable { Decision::Current } else { Decision::NoRefreshToken };
     }
     Decision::Refresh
@@ -246,20 +298,18 @@ impl Locked {
                     .ok_or(Error::UnknownStored { what: "auth_method", value: auth_method })?,
                 redirect_uri: row.get("redirect_uri"),
                 capture: clients::stored_capture(&row.get("capture"))
+                    .map_err(|e| Error::UnknownStored { what: "capture", value: e.to_string() })?
                     .token
                     .iter()
                     .filter_map(|f| clients::capture_path(f).ok())
                     .collect(),
-                quirks: serde_json::from_value(row.get("quirks")).unwrap_or_default(),
+                // Read as "no quirks", an unreadable value would call the provider the RFC
+                // way, which is the one thing its quirks say not to do.
+                quirks: serde_json::from_value(row.get("quirks"))
+                    .map_err(|e| Error::UnknownStored { what: "quirks", value: e.to_string() })?,
             },
             token,
         })
-    }
-
-    /// Refresh this long before expiry: the client's own buffer where its provider refuses
-    /// early refreshes (§6.14), else `global`.
-    pub(super) fn buffer(&self, global: Duration) -> Duration {
-        self.endpoint.quirks.expiry_buffer_secs.map_or(global, Duration::from_secs)
     }
 }
 

@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Row, types::Type};
 
 use super::{
-    ConnectionId, Error, Grant, INLINE_RETRY_INTERVAL, LockMode, RefreshOutcome, RefreshRequest, Refresher, Status,
-    StoredToken, Token, TokenColumns, Trigger, is_due, refresh, retry_after_throttle, stored_grant,
+    ConnectionId, Error, Grant, LockMode, RefreshOutcome, RefreshRequest, Refresher, Status, StoredToken, Token,
+    TokenColumns, Trigger, refresh,
+    refresh::{Decision, Facts, Policy, decide},
+    stored_grant,
 };
 use crate::{
     auth::{self, Scope},
@@ -57,16 +59,23 @@ impl Snapshot {
             expiry_buffer_secs: row.get("o_expiry_buffer_secs"),
         }))
     }
+}
 
-    /// Whether a due token can be renewed without a new authorization: with a refresh token,
-    /// or with the client's own credentials.
-    fn renewable(&self) -> bool {
-        self.has_refresh_token || self.grant == Grant::ClientCredentials
-    }
-
-    /// The inline-refresh buffer: the client's own (§6.14) or `global`.
-    fn buffer(&self, global: Duration) -> Duration {
-        self.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map_or(global, Duration::from_secs)
+impl From<&Snapshot> for Facts {
+    fn from(s: &Snapshot) -> Self {
+        Self {
+            status: s.status,
+            grant: s.grant,
+            expires_at: s.token.expires_at,
+            has_access_token: s.token.access_token.is_some(),
+            has_refresh_token: s.has_refresh_token,
+            last_refreshed_at: s.last_refreshed_at,
+            last_failed_at: s.last_failed_at,
+            // Read by the scheduled refresh only; `token_lookup` does not return them.
+            next_attempt_at: None,
+            refresh_token_used_at: None,
+            own_buffer: s.expiry_buffer_secs.and_then(|s| u64::try_from(s).ok()).map(Duration::from_secs),
+        }
     }
 }
 
@@ -117,22 +126,17 @@ pub async fn fetch_token(
     let token =
         snapshot.token.decrypt(&keyring, &id)?.ok_or(Error::Inconsistent("an active connection without token"))?;
     let now = Utc::now();
-    if !is_due(token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer)) {
-        return Ok(token);
-    }
-    if !snapshot.renewable() {
-        // Nothing to refresh with: an authorization-code token is good until it expires, then
-        // only a new authorization helps (the locked path below says so, after one re-read in
-        // case the connection was authorized again meanwhile).
-        if !token.is_expired(now) {
-            return Ok(token);
-        }
-    } else if snapshot.status == Status::RefreshFailing
-        && snapshot
-            .last_failed_at
-            .is_some_and(|t| now - t < chrono::Duration::from_std(INLINE_RETRY_INTERVAL).unwrap_or_default())
-    {
-        return usable_or_503(Some(token), now, retry_after_throttle(snapshot.last_failed_at, now));
+    let policy = Policy::new(ctx.config(), since);
+    match decide(&snapshot, Trigger::OnDemand, now, &policy) {
+        Decision::Current => return Ok(token),
+        Decision::Throttled { retry_after } => return usable_or_503(Some(token), now, retry_after),
+        // The status was answered above; a dead or revoked row read now is the locked
+        // path's to answer.
+        Decision::Revoked | Decision::ReauthorizationRequired => {}
+        // Nothing to refresh with and expired: only a new authorization helps (the locked
+        // path below says so, after one re-read in case the connection was authorized again
+        // meanwhile). `Skip` is the schedule's; an inline fetch never gets it.
+        Decision::NoRefreshToken | Decision::Skip | Decision::Refresh => {}
     }
     let metadata = Metadata {
         request_id: Some(request_id.to_owned()),
@@ -141,7 +145,7 @@ pub async fn fetch_token(
     };
     let _turn = refresher.gate.enter(id.as_str()).await;
     // Whoever held the gate before us may have refreshed it already: one cheap read first.
-    if let Some(fresh) = reread(ctx, &keyring, &id, since).await? {
+    if let Some(fresh) = reread(ctx, &keyring, &id, &policy).await? {
         return Ok(fresh);
     }
     let outcome = refresh(
@@ -159,12 +163,7 @@ pub async fn fetch_token(
     outcome.into_token(&id, Utc::now())
 }
 
-async fn reread(
-    ctx: &Context,
-    keyring: &KeyRing,
-    id: &ConnectionId,
-    since: DateTime<Utc>,
-) -> Result<Option<Token>, Error> {
+async fn reread(ctx: &Context, keyring: &KeyRing, id: &ConnectionId, policy: &Policy) -> Result<Option<Token>, Error> {
     let rows = ctx.db().query(FETCH, &[(&id.as_str(), Type::TEXT)]).await?;
     let Some(snapshot) = rows.first().map(Snapshot::from_row).transpose()?.flatten() else {
         return Err(Error::NotFound(id.to_string()));
@@ -172,16 +171,12 @@ async fn reread(
     if let Some(err) = status_error(id, snapshot.status) {
         return Err(err);
     }
-    let now = Utc::now();
-    let refreshed_meanwhile = snapshot.last_refreshed_at.is_some_and(|t| t >= since);
-    let live_without_renewal = !snapshot.renewable() && snapshot.token.expires_at.is_none_or(|e| e > now);
-    if refreshed_meanwhile
-        || live_without_renewal
-        || !is_due(snapshot.token.expires_at, now, snapshot.buffer(ctx.config().token_expiry_buffer))
-    {
-        return snapshot.token.decrypt(keyring, id);
+    // Refreshed by whoever held the gate, not due, or live without a way to renew it: the
+    // stored token is the answer. Anything else goes to the locked path, which decides again.
+    match decide(&snapshot, Trigger::OnDemand, Utc::now(), policy) {
+        Decision::Current => snapshot.token.decrypt(keyring, id),
+        _ => Ok(None),
     }
-    Ok(None)
 }
 
 pub(super) fn usable_or_503(token: Option<Token>, now: DateTime<Utc>, retry_after: u64) -> Result<Token, Error> {
@@ -214,5 +209,80 @@ pub async fn force_refresh(
         }
         RefreshOutcome::NoRefreshToken => Err(Error::NoRefreshToken(id.clone())),
         other => other.into_token(id, Utc::now()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            expiry_buffer: Duration::from_secs(300),
+            refresh_window: Duration::from_secs(900),
+            keepalive: None,
+            since: at(0),
+        }
+    }
+
+    /// What `token_lookup` returns for an active connection whose token expires at `expires`.
+    fn snapshot(expires: Option<i64>) -> Snapshot {
+        Snapshot {
+            token: StoredToken {
+                client_id: Uuid::nil(),
+                access_token: Some("ct".into()),
+                token_type: "Bearer".into(),
+                expires_at: expires.map(at),
+                scopes: vec![],
+                provider_data: serde_json::json!({}),
+            },
+            status: Status::Active,
+            grant: Grant::AuthorizationCode,
+            last_failed_at: None,
+            last_refreshed_at: None,
+            has_refresh_token: true,
+            expiry_buffer_secs: None,
+        }
+    }
+
+    fn inline(s: &Snapshot, now: i64) -> Decision {
+        decide(s, Trigger::OnDemand, at(now), &policy())
+    }
+
+    #[test]
+    fn the_snapshot_is_decided_by_the_refresh_rule() {
+        assert_eq!(inline(&snapshot(Some(301)), 0), Decision::Current);
+        assert_eq!(inline(&snapshot(Some(299)), 0), Decision::Refresh);
+        let mut failing = snapshot(Some(10));
+        failing.status = Status::RefreshFailing;
+        failing.last_failed_at = Some(at(-10));
+        assert_eq!(inline(&failing, 0), Decision::Throttled { retry_after: 20 });
+        assert_eq!(inline(&failing, 20), Decision::Refresh);
+    }
+
+    #[test]
+    fn the_clients_own_buffer_comes_from_the_lookup_and_a_negative_one_is_ignored() {
+        let mut s = snapshot(Some(200));
+        s.expiry_buffer_secs = Some(60);
+        assert_eq!(inline(&s, 0), Decision::Current);
+        assert_eq!(inline(&s, 141), Decision::Refresh);
+        s.expiry_buffer_secs = Some(-1);
+        assert_eq!(inline(&s, 0), Decision::Refresh, "the global 300 s");
+    }
+
+    #[test]
+    fn without_a_way_to_renew_a_live_token_is_handed_out_and_an_expired_one_goes_to_the_lock() {
+        let mut s = snapshot(Some(10));
+        s.has_refresh_token = false;
+        assert_eq!(inline(&s, 0), Decision::Current);
+        assert_eq!(inline(&s, 10), Decision::NoRefreshToken);
+        s.grant = Grant::ClientCredentials;
+        assert_eq!(inline(&s, 0), Decision::Refresh, "client credentials renew without a refresh token");
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{
     ActivateRequest, CheckAnswer, CheckCode, DeactivateRequest, DeactivationReason, Entitlements, Error,
     InstallationId, InstallationSummary, LicenseEvent, LicenseStatus, LicenseSummary, PROJECTOR, ValidateRequest,
-    admin::pepper_hash, stream,
+    admin::pepper_hash, is_expired, stream,
 };
 use crate::{
     context::Context,
@@ -220,21 +220,23 @@ pub(super) async fn lock(tx: &Transaction<'_>, hash: &[u8; 32]) -> Result<Option
         return Ok(None);
     }
     let id: Uuid = row.try_get("id")?;
+    let expires_at = row.try_get("expires_at")?;
+    let now = row.try_get("now")?;
     let slots =
         tx.query_typed(SLOTS, &[(&id, Type::UUID)]).await?.iter().map(slot_from_row).collect::<Result<_, _>>()?;
     Ok(Some(Locked {
         id,
         terms: Terms {
             status: LicenseStatus::from_db(row.try_get("status")?)?,
-            expired: row.try_get("expired")?,
+            expired: is_expired(expires_at, now),
             max_installations: row.try_get("max_installations")?,
             max_inactive_days: row.try_get("max_inactive_days")?,
             entitlements: Entitlements::try_from(row.try_get::<_, Vec<String>>("entitlements")?)
                 .map_err(Error::Internal)?,
         },
-        expires_at: row.try_get("expires_at")?,
+        expires_at,
         version: row.try_get("version")?,
-        now: row.try_get("now")?,
+        now,
         slots,
     }))
 }

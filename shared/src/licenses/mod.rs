@@ -42,7 +42,7 @@ pub(crate) use projection::installation_known;
 pub use projection::{PROJECTOR, project};
 pub use values::{
     DeactivationReason, Email, Entitlements, InstallationId, InstallationName, LicenseKey, LicenseStatus,
-    MAX_KEY_CHARS, Nonce, RevealedKey,
+    MAX_KEY_CHARS, Nonce, RevealedKey, is_expired,
 };
 
 use crate::{db::DbError, events::EventStoreError, secrets::SecretsError};

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -285,6 +287,14 @@ impl From<Entitlements> for Vec<String> {
     }
 }
 
+/// Whether a license that expires at `expires_at` has expired at `now` (the database's clock
+/// where a row is read): the one Rust home of the rule. `license_validate` (migration 0003)
+/// must decide it in PL/pgSQL for the one-round-trip hot path; tests/it/licenses_rules.rs
+/// proves the two agree.
+pub fn is_expired(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|e| e <= now)
+}
+
 /// A license's status. Expiry is separate: an `active` license past `expires_at` is expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -356,6 +366,16 @@ impl RevealedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_license_expires_at_its_instant_and_never_without_one() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let second = chrono::Duration::seconds(1);
+        assert!(!is_expired(None, now));
+        assert!(!is_expired(Some(now + second), now));
+        assert!(is_expired(Some(now), now), "expires_at is the first instant it is expired");
+        assert!(is_expired(Some(now - second), now));
+    }
 
     #[test]
     fn generated_keys_have_150_bits_in_six_readable_groups() {

@@ -13,3 +13,33 @@ impl From<Error> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn each_outcome_has_the_status_and_code_the_design_names() {
+        let cases: Vec<(Error, StatusCode, &str, Option<&str>)> = vec![
+            (
+                Error::InvalidField { field: "scopes", detail: "x".into() },
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                Some("scopes"),
+            ),
+            (Error::NotFound(Uuid::nil()), StatusCode::NOT_FOUND, "api_key_not_found", None),
+        ];
+        for (error, status, code, field) in cases {
+            let shown = format!("{error:?}");
+            let answer = ApiError::from(error);
+            assert_eq!(
+                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
+                (status, code, field),
+                "{shown}"
+            );
+        }
+    }
+}

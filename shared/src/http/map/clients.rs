@@ -17,3 +17,36 @@ impl From<Error> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::events::{EventStoreError, ExpectedVersion};
+
+    #[test]
+    fn each_outcome_has_the_status_and_code_the_design_names() {
+        let conflict =
+            EventStoreError::Conflict { stream_id: "client-1".into(), expected: ExpectedVersion::Exact(1), actual: 2 };
+        let cases: Vec<(Error, StatusCode, &str, Option<&str>)> = vec![
+            (Error::invalid("scopes[0]", "x"), StatusCode::BAD_REQUEST, "invalid_request", Some("scopes[0]")),
+            (Error::NotFound("c1".into()), StatusCode::NOT_FOUND, "client_not_found", None),
+            (Error::InUse(2), StatusCode::CONFLICT, "client_in_use", None),
+            (Error::NoPreset, StatusCode::CONFLICT, "client_has_no_preset", Some("preset_params")),
+            (Error::Store(conflict), StatusCode::CONFLICT, "concurrent_update", None),
+            (Error::Corrupt("quirks: secret-ish".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
+        ];
+        for (error, status, code, field) in cases {
+            let shown = format!("{error:?}");
+            let answer = ApiError::from(error);
+            assert_eq!(
+                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
+                (status, code, field),
+                "{shown}"
+            );
+        }
+        let corrupt = ApiError::from(Error::Corrupt("quirks: secret-ish".into()));
+        assert!(!corrupt.detail.contains("secret-ish"), "internal causes are logged, not answered");
+    }
+}

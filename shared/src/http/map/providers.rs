@@ -13,3 +13,40 @@ impl From<PresetError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn each_outcome_has_the_status_and_code_the_design_names() {
+        let cases: Vec<(PresetError, StatusCode, &str, Option<&str>)> = vec![
+            (PresetError::UnknownPreset("nope".into()), StatusCode::NOT_FOUND, "provider_not_found", None),
+            (
+                PresetError::UnknownParam("tld".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                Some("preset_params.tld"),
+            ),
+            (
+                PresetError::InvalidParam { name: "dc".into(), reason: "must be one of: com, eu".into() },
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                Some("preset_params.dc"),
+            ),
+        ];
+        for (error, status, code, field) in cases {
+            let shown = format!("{error:?}");
+            let answer = ApiError::from(error);
+            assert_eq!(
+                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
+                (status, code, field),
+                "{shown}"
+            );
+        }
+        let unknown = ApiError::from(PresetError::UnknownPreset("<script>".into()));
+        assert!(!unknown.detail.contains("<script>"), "a path's preset id is not echoed");
+    }
+}

@@ -17,3 +17,33 @@ impl From<Error> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_has_the_status_and_code_the_design_names() {
+        let cases: Vec<(Error, StatusCode, &str, Option<&str>)> = vec![
+            (
+                Error::InvalidField { field: "records[3].status_code".into(), detail: "x".into() },
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                Some("records[3].status_code"),
+            ),
+            (Error::InvalidJson("eof".into()), StatusCode::BAD_REQUEST, "invalid_json", None),
+            (Error::BodyTooLarge, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
+            (Error::TooManyRecords(1001), StatusCode::PAYLOAD_TOO_LARGE, "too_many_records", None),
+            (Error::NotFound("r1".into()), StatusCode::NOT_FOUND, "request_not_found", None),
+        ];
+        for (error, status, code, field) in cases {
+            let shown = format!("{error:?}");
+            let answer = ApiError::from(error);
+            assert_eq!(
+                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
+                (status, code, field),
+                "{shown}"
+            );
+        }
+    }
+}

@@ -24,7 +24,7 @@ pub(crate) use issue::{Issue, issue_license};
 pub use issue::{NewLicense, issue};
 pub use read::{ListFilter, Lookup, list, lookup, show};
 
-use super::{Error, LicenseKey, LicenseStatus, RevealedKey, events::KEY_FIELD, stream};
+use super::{Error, LicenseKey, LicenseStatus, RevealedKey, events::KEY_FIELD, is_expired, stream};
 use crate::{
     context::Context,
     crypto::{Owner, constant_time_eq},
@@ -95,7 +95,7 @@ pub(super) fn license_from_row(row: &Row) -> Result<License, Error> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         installations_used: row.try_get("used")?,
-        expired: row.try_get("expired")?,
+        expired: is_expired(row.try_get("expires_at")?, row.try_get("now")?),
         license_key: None,
         installations: None,
     })

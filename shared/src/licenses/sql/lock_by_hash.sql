@@ -1,3 +1,3 @@
 SELECT id, status, expires_at, max_installations, max_inactive_days, entitlements, version, key_hash,
-       expires_at IS NOT NULL AND expires_at <= now() AS expired, now() AS now
+       now() AS now
 FROM licenses WHERE key_hash = $1 FOR UPDATE

@@ -1,0 +1,1 @@
+WHERE id = $1 AND deleted_at IS NULL
