@@ -19,6 +19,8 @@ mod admin;
 mod authorize;
 mod error;
 mod events;
+#[cfg(test)]
+mod fixtures;
 mod grant;
 mod model;
 mod projection;

@@ -496,34 +496,14 @@ pub(super) fn refreshed_event(
 #[cfg(test)]
 mod tests {
     use secrecy::SecretString;
-    use uuid::Uuid;
 
     use super::*;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            expiry_buffer: Duration::from_secs(300),
-            refresh_window: Duration::from_secs(900),
-            keepalive: None,
-            since: at(0),
-        }
-    }
+    use crate::connections::fixtures::{at, policy, stored_token};
 
     /// An active connection whose token expires at `expires` (seconds after `at(0)`).
     fn locked(expires: Option<i64>) -> Locked {
         Locked {
-            token: StoredToken {
-                client_id: Uuid::nil(),
-                access_token: Some("ct".into()),
-                token_type: "Bearer".into(),
-                expires_at: expires.map(at),
-                scopes: vec![],
-                provider_data: serde_json::json!({}),
-            },
+            token: stored_token(expires),
             status: Status::Active,
             grant: Grant::AuthorizationCode,
             refresh_token: Some("rt".into()),
