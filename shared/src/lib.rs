@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod oauth;
 pub mod outbound;
+pub mod paging;
 pub mod projections;
 pub mod providers;
 pub mod provision;
