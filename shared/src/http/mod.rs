@@ -20,6 +20,7 @@ mod extract;
 pub mod lambda;
 mod map;
 mod problem;
+pub mod request_log_layer;
 
 pub use extract::{Json, OpenJson, Query, parse_json, parse_json_with, parse_open_json, parse_query};
 pub use problem::{ApiError, cause_chain};
