@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod app;
 pub mod auth;
 pub mod aws;
+pub mod capture;
 pub mod clients;
 pub mod config;
 pub mod connections;

@@ -191,7 +191,7 @@ pub async fn history(
     let mut items: Vec<HistoryItem> = recorded
         .into_iter()
         .map(|e| {
-            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &capture);
+            let data = crate::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &capture);
             HistoryItem { version: e.version, event_type: e.event_type, recorded_at: e.recorded_at, data }
         })
         .collect();
