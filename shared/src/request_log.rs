@@ -6,18 +6,16 @@
 //! batch is stored whole or not at all, in one round trip), and never deletes log rows one
 //! by one for retention: whole monthly partitions are dropped ([`partitions`]).
 
-pub mod layer;
 pub mod partitions;
 mod record;
 pub mod redact;
 pub mod stats;
 mod store;
 
-pub use layer::{RequestLogLayer, layer};
 pub use record::{NewRecord, Record, parse_batch, parse_one, parse_time, record_id};
 pub use store::{ListParams, RecordDetail, RecordSummary, get, insert, list};
 
-use record::body_text;
+pub(crate) use record::body_text;
 pub(crate) use record::id_millis;
 
 use crate::db::DbError;
@@ -85,40 +83,17 @@ mod tests {
     use uuid::Uuid;
 
     use super::{store::status_class, *};
-    use crate::http::ApiError;
 
     fn now() -> DateTime<Utc> {
         "2026-11-22T13:00:00Z".parse().unwrap()
     }
 
-    fn parse(body: Value) -> Result<Vec<Record>, ApiError> {
-        parse_batch(&serde_json::to_vec(&body).unwrap(), "w-1", 2000, now()).map_err(ApiError::from)
+    fn parse(body: Value) -> Result<Vec<Record>, Error> {
+        parse_batch(&serde_json::to_vec(&body).unwrap(), "w-1", 2000, now())
     }
 
     fn good() -> Value {
         json!({"service": "llm", "endpoint": "/v1/chat", "method": "post", "status_code": 200})
-    }
-
-    #[test]
-    fn integral_floats_are_integers_and_fractions_are_refused() {
-        let mut r = good();
-        r["status_code"] = json!(201.0);
-        r["duration_ms"] = json!(12.0);
-        let got = parse(r.clone()).unwrap();
-        assert_eq!((got[0].status_code, got[0].duration_ms), (201, Some(12)));
-        r["duration_ms"] = json!(12.5);
-        let err = parse(r).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("duration_ms"));
-        assert!(err.detail.contains("expected i64"), "{}", err.detail);
-    }
-
-    #[test]
-    fn text_length_counts_the_text_as_sent() {
-        let mut r = good();
-        r["service"] = json!(format!(" {} ", "s".repeat(99)));
-        assert_eq!(parse(r.clone()).unwrap_err().field.as_deref(), Some("service"));
-        r["service"] = json!(format!("{} ", "s".repeat(99)));
-        assert_eq!(parse(r).unwrap()[0].service, "s".repeat(99));
     }
 
     #[test]
@@ -129,49 +104,6 @@ mod tests {
         assert_eq!(one[0].occurred_at, now());
         let batch = parse(json!({"records": [good(), good(), good()]})).unwrap();
         assert_eq!(batch.len(), 3);
-    }
-
-    #[test]
-    fn an_invalid_record_is_named_by_its_index() {
-        let mut bad = good();
-        bad["status_code"] = json!("two hundred");
-        let err = parse(json!({"records": [good(), good(), good(), bad]})).unwrap_err();
-        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
-        assert_eq!(err.field.as_deref(), Some("records[3].status_code"));
-
-        let mut missing = good();
-        missing.as_object_mut().unwrap().remove("service");
-        let err = parse(json!({"records": [good(), missing]})).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("records[1].service"));
-
-        let mut out_of_range = good();
-        out_of_range["status_code"] = json!(600);
-        let err = parse(json!({"records": [out_of_range]})).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("records[0].status_code"));
-
-        let mut bad_time = good();
-        bad_time["timestamp"] = json!("yesterday");
-        let err = parse(json!({"records": [good(), bad_time]})).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("records[1].timestamp"));
-
-        let err = parse(json!({"records": [good(), 7]})).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("records[1]"));
-
-        let mut no_method = good();
-        no_method["method"] = json!(" ");
-        assert_eq!(parse(no_method).unwrap_err().field.as_deref(), Some("method"));
-    }
-
-    #[test]
-    fn limits_are_413() {
-        let err = parse(json!({"records": vec![good(); 1001]})).unwrap_err();
-        assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(err.code, "too_many_records");
-        let big = vec![b' '; MAX_BATCH_BYTES + 1];
-        assert_eq!(
-            ApiError::from(parse_batch(&big, "w-1", 2000, now()).unwrap_err()).status,
-            http::StatusCode::PAYLOAD_TOO_LARGE
-        );
     }
 
     #[test]
@@ -191,39 +123,6 @@ mod tests {
         let r = &parse(record).unwrap()[0];
         assert_eq!(r.request_body.as_deref(), Some(r#"{"password":"[REDACTED]","q":"hi"}"#));
         assert_eq!(r.response_body.as_deref(), Some("Bearer [REDACTED]"));
-    }
-
-    #[test]
-    fn wrong_types_name_the_field_and_the_expected_type_but_never_the_value() {
-        let mut bad = good();
-        bad["status_code"] = json!("sk_live_never_echoed");
-        let err = parse(json!({"records": [good(), bad]})).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("records[1].status_code"));
-        assert!(err.detail.contains("expected i64"), "{}", err.detail);
-        assert!(!err.detail.contains("sk_live"), "{}", err.detail);
-        let mut bad = good();
-        bad["service"] = json!(["sk_live_never_echoed"]);
-        let err = parse(bad).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("service"));
-        assert!(!err.detail.contains("sk_live"), "{}", err.detail);
-    }
-
-    #[test]
-    fn u0000_is_a_400_naming_the_field_except_in_bodies_where_it_becomes_ufffd() {
-        for name in ["service", "endpoint", "user_identifier", "request_id"] {
-            let mut bad = good();
-            bad[name] = json!("a\u{0}b");
-            let err = parse(json!({"records": [good(), good(), bad]})).unwrap_err();
-            assert_eq!(err.status, http::StatusCode::BAD_REQUEST, "{name}");
-            assert_eq!(err.field.as_deref(), Some(format!("records[2].{name}").as_str()));
-            assert!(err.detail.contains("U+0000"), "{}", err.detail);
-        }
-        let mut record = good();
-        record["request_body"] = json!("a\u{0}b");
-        record["response_body"] = json!({"x": "c\u{0}d"});
-        let r = &parse(record).unwrap()[0];
-        assert_eq!(r.request_body.as_deref(), Some("a\u{FFFD}b"));
-        assert!(!r.response_body.as_deref().unwrap().contains('\0'));
     }
 
     #[test]

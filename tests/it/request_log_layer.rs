@@ -87,7 +87,7 @@ async fn own_requests_are_not_logged_when_switched_off() {
     let app = TestApp::new().await;
     let admin = admin::router(app.ctx.clone());
     assert_eq!(call(&admin, Method::GET, "/v1/api-keys", Some(&app.admin_key), None).await.status, StatusCode::OK);
-    tokio::time::sleep(shared::request_log::layer::FLUSH_EVERY * 2).await;
+    tokio::time::sleep(shared::http::request_log_layer::FLUSH_EVERY * 2).await;
     let count: i64 = app.client().await.query_one("SELECT count(*) FROM request_log", &[]).await.unwrap().get(0);
     assert_eq!(count, 0);
 }

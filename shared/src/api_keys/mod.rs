@@ -15,7 +15,7 @@ use crate::{
     crypto::{random_token, sha256},
     db::DbError,
     events::{EventStoreError, Metadata},
-    http::{Page, decode_cursor, encode_cursor, page_limit},
+    paging::{Page, decode_cursor, encode_cursor, page_limit},
     projections,
 };
 
@@ -143,8 +143,9 @@ const LIST: &str = include_str!("list.sql");
 /// Unrevoked keys, newest first. A stored scope this build does not know is not listed (it
 /// grants nothing either).
 pub async fn list(ctx: &Context, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<ApiKey>, Error> {
-    let limit = page_limit(limit).map_err(|e| Error::invalid("limit", e.detail))?;
-    let after: Option<Uuid> = cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid("cursor", e.detail))?;
+    let limit = page_limit(limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let after: Option<Uuid> =
+        cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid(e.field(), e.to_string()))?;
     let fetch = limit + 1;
     let rows = ctx.db().query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
     let mut items: Vec<ApiKey> = rows

@@ -20,8 +20,9 @@ use crate::{
     context::Context,
     crypto::{KeyRing, Owner},
     events::{ExpectedVersion, Metadata},
-    http::{Page, decode_cursor, encode_cursor, page_limit},
-    outbound, projections,
+    outbound,
+    paging::{Page, decode_cursor, encode_cursor, page_limit},
+    projections,
 };
 
 const SECRET_FIELD: &str = "client_secret";
@@ -124,8 +125,9 @@ pub fn decrypt_secret(keyring: &KeyRing, id: Uuid, stored: &str) -> Result<Secre
 
 /// Clients, newest first.
 pub async fn list(ctx: &Context, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<Client>, Error> {
-    let limit = page_limit(limit).map_err(|e| Error::invalid("limit", e.detail))?;
-    let after: Option<Uuid> = cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid("cursor", e.detail))?;
+    let limit = page_limit(limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let after: Option<Uuid> =
+        cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid(e.field(), e.to_string()))?;
     let fetch = limit + 1;
     let rows = ctx.db().query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
     let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;

@@ -11,7 +11,7 @@ use url::{Host, Url};
 use uuid::Uuid;
 
 use super::Error;
-use crate::oauth::CapturePath;
+use crate::capture::{CaptureError, CapturePath};
 pub use crate::providers::{BodyFormat, Capture, CaptureField, ErrorRules, Grant, ScopeSeparator, TokenRequest};
 
 /// How keyledger authenticates itself at the provider's token endpoint (RFC 6749 §2.3.1).
@@ -418,12 +418,12 @@ impl ClientSettings {
             for (i, f) in fields.iter().enumerate() {
                 let field = format!("capture.{list}[{i}]");
                 capture_path(f).map_err(|e| match e {
-                    crate::oauth::CaptureError::Sensitive(_) => Error::invalid(
+                    CaptureError::Sensitive(_) => Error::invalid(
                         field.clone(),
                         format!("{field} looks like a secret; only non-secret values can be captured"),
                     ),
-                    crate::oauth::CaptureError::Malformed => {
-                        Error::invalid(field.clone(), format!("{field}: {}", crate::oauth::CaptureError::Malformed))
+                    CaptureError::Malformed => {
+                        Error::invalid(field.clone(), format!("{field}: {}", CaptureError::Malformed))
                     }
                 })?;
                 if list == "callback" && CALLBACK_OWN.contains(&f.path()) {
@@ -458,7 +458,7 @@ const CALLBACK_OWN: &[&str] = &["code", "state", "error", "error_description"];
 
 /// A capture entry as a [`CapturePath`]: the field's own name (the path's last segment) and
 /// a renamed key pass the secret-name rule (§6.13).
-pub fn capture_path(field: &CaptureField) -> Result<CapturePath, crate::oauth::CaptureError> {
+pub fn capture_path(field: &CaptureField) -> Result<CapturePath, CaptureError> {
     CapturePath::parse_as(field.path(), field.stored_as())
 }
 

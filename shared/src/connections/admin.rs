@@ -16,8 +16,8 @@ use crate::{
     clients,
     context::Context,
     events::{self as event_store, ExpectedVersion, Metadata},
-    http::{Page, decode_cursor, encode_cursor, page_limit},
     oauth::{self, Provider},
+    paging::{Page, decode_cursor, encode_cursor, page_limit},
     projections,
 };
 
@@ -67,7 +67,7 @@ pub struct ListParams {
 
 /// Connections in id order.
 pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>, Error> {
-    let limit = page_limit(params.limit).map_err(|e| Error::invalid("limit", e.detail))?;
+    let limit = page_limit(params.limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
     let status = params
         .status
         .as_deref()
@@ -78,8 +78,12 @@ pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>,
         })
         .transpose()?
         .map(Status::as_str);
-    let after: Option<String> =
-        params.cursor.as_deref().map(decode_cursor).transpose().map_err(|e| Error::invalid("cursor", e.detail))?;
+    let after: Option<String> = params
+        .cursor
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()
+        .map_err(|e| Error::invalid(e.field(), e.to_string()))?;
     let fetch = limit + 1;
     // Containment (`tags @> {...}`), which the GIN index on tags serves; the keyset on
     // connection_id pages through the matches.
@@ -166,9 +170,9 @@ pub async fn history(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Page<HistoryItem>, Error> {
-    let limit = page_limit(limit).map_err(|e| Error::invalid("limit", e.detail))?;
+    let limit = page_limit(limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
     let after: i32 =
-        cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid("cursor", e.detail))?.unwrap_or(0);
+        cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid(e.field(), e.to_string()))?.unwrap_or(0);
     let db = ctx.db().get().await?;
     let recorded = event_store::read_stream(&**db, &id.stream(), after, limit + 1).await?;
     if recorded.is_empty() && after == 0 {
@@ -187,7 +191,7 @@ pub async fn history(
     let mut items: Vec<HistoryItem> = recorded
         .into_iter()
         .map(|e| {
-            let data = crate::oauth::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &capture);
+            let data = crate::capture::public_event_data::<ConnectionEvent>(&e, SECRET_FIELDS, &capture);
             HistoryItem { version: e.version, event_type: e.event_type, recorded_at: e.recorded_at, data }
         })
         .collect();

@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by every HTTP function: problem+json errors, extractors that name
-//! the offending field, request ids, body limits, keyset cursors, and serving one router
+//! the offending field, request ids, body limits, and serving one router
 //! either under the Lambda runtime or as a plain local HTTP server.
 //!
 //! Owns the single mapping from internal errors to HTTP answers. It never puts an internal
@@ -14,14 +14,13 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use serde::{Serialize, de::DeserializeOwned};
 use tracing::Instrument;
 
 mod extract;
 pub mod lambda;
 mod map;
 mod problem;
+pub mod request_log_layer;
 
 pub use extract::{Json, OpenJson, Query, parse_json, parse_json_with, parse_open_json, parse_query};
 pub use problem::{ApiError, cause_chain};
@@ -153,60 +152,7 @@ pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// Page size of a list: `?limit=` between 1 and 500, 50 when absent.
-pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::invalid_field("limit", "limit must be between 1 and 500")),
-    }
-}
-
-/// Encodes a keyset position as an opaque cursor.
-pub fn encode_cursor<T: Serialize>(position: &T) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).unwrap_or_default())
-}
-
-/// Decodes a cursor made by [`encode_cursor`]; 400 naming `cursor` otherwise.
-pub fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::invalid_field("cursor", "cursor is not one this service issued"))
-}
-
-/// A list answer `{"items": [...], "next_cursor": ...}`.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    /// This page.
-    pub items: Vec<T>,
-    /// Where the next page starts, or null at the end.
-    pub next_cursor: Option<String>,
-}
-
 /// Deadline helper: runs `fut` for at most `limit`.
 pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
     tokio::time::timeout(limit, fut).await.ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let c = encode_cursor(&("2026-01-01T00:00:00Z", 42));
-        let back: (String, i64) = decode_cursor(&c).unwrap();
-        assert_eq!(back.1, 42);
-        assert_eq!(decode_cursor::<(String, i64)>("!!").unwrap_err().field.as_deref(), Some("cursor"));
-    }
-
-    #[test]
-    fn limits_are_bounded() {
-        assert_eq!(page_limit(None).unwrap(), 50);
-        assert_eq!(page_limit(Some(500)).unwrap(), 500);
-        assert!(page_limit(Some(0)).is_err());
-        assert!(page_limit(Some(501)).is_err());
-    }
 }

@@ -11,7 +11,6 @@
 //! decides what a failure means for a connection (that is `connections`).
 
 mod answer;
-pub mod capture;
 mod state;
 
 use std::{sync::Arc, time::Duration};
@@ -27,9 +26,9 @@ use crate::{
     outbound::{self, GuardedResolver, Lookup, OutboundPolicy, SystemLookup},
 };
 
+pub use crate::capture::{self, CaptureError, CapturePath};
 pub use answer::{classify_error, parse_scopes, parse_token_response};
 use answer::{map_refresh_error, ok_false_error};
-pub use capture::{CaptureError, CapturePath};
 pub use state::{NewState, PendingState, Pkce, StateError, authorize_url, challenge_of, consume_state, create_state};
 
 /// How long a pending authorization may take.

@@ -44,7 +44,7 @@ pub struct Record {
     pub id: Uuid,
     /// When the call happened.
     pub occurred_at: DateTime<Utc>,
-    /// Who sent it: the API key's id, [`SQS_WRITER`] or `keyledger` ([`layer::SERVICE`]).
+    /// Who sent it: the API key's id, [`SQS_WRITER`] or `keyledger` (the request-log layer's `SERVICE`, in the HTTP layer).
     pub writer: String,
     /// Service.
     pub service: String,
@@ -129,7 +129,7 @@ fn optional_text(value: Option<String>, field: &str, max: usize) -> Result<Optio
 /// A body as stored: its text (JSON values as their JSON text), U+0000 turned into U+FFFD
 /// (PostgreSQL text cannot hold it, and a body is evidence to keep, not input to refuse),
 /// redacted, then truncated.
-pub(super) fn body_text(value: Option<Value>, limit: usize) -> (Option<String>, bool) {
+pub(crate) fn body_text(value: Option<Value>, limit: usize) -> (Option<String>, bool) {
     let text = match value {
         None | Some(Value::Null) => return (None, false),
         Some(Value::String(text)) => text,

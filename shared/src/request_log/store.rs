@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Error, Record, id_millis, parse_time, redact};
 use crate::{
     db::{Db, DbError},
-    http::{Page, decode_cursor, encode_cursor, page_limit},
+    paging::{Page, decode_cursor, encode_cursor, page_limit},
 };
 
 /// One statement: the records arrive as arrays (`unnest`), the keys table claims each

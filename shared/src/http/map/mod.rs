@@ -6,5 +6,6 @@ mod auth;
 mod clients;
 mod connections;
 mod licenses;
+mod paging;
 mod providers;
 mod request_log;

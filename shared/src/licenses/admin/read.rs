@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::{Find, License, fetch, license_from_row, pepper_hash};
 use crate::{
     context::Context,
-    http::{Page, decode_cursor, encode_cursor, page_limit},
     licenses::{Error, LicenseKey, LicenseStatus},
+    paging::{Page, decode_cursor, encode_cursor, page_limit},
 };
 
 const LIST: &str = concat!(include_str!("../sql/license.sql"), include_str!("../sql/license_where_list.sql"));
@@ -50,9 +50,13 @@ pub struct ListFilter {
 
 /// Licenses, newest first, never with their keys.
 pub async fn list(ctx: &Context, filter: ListFilter) -> Result<Page<License>, Error> {
-    let limit = page_limit(filter.limit).map_err(|e| Error::invalid("limit", e.detail))?;
-    let after: Option<Uuid> =
-        filter.cursor.as_deref().map(decode_cursor).transpose().map_err(|e| Error::invalid("cursor", e.detail))?;
+    let limit = page_limit(filter.limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let after: Option<Uuid> = filter
+        .cursor
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()
+        .map_err(|e| Error::invalid(e.field(), e.to_string()))?;
     let email = filter.email.as_deref().map(str::trim);
     let status = filter.status.map(LicenseStatus::as_str);
     let fetch = limit + 1;

@@ -4,6 +4,9 @@
 //! path whose field name (its last segment, as the request log judges `user[password]`) looks
 //! like a secret (the redaction rule, §6.7) can never be on it. Only scalars are captured, so
 //! naming an object (`bot`) cannot bring the secrets inside it along.
+//!
+//! A rule about provider data, below both `clients` (which validates a client's capture
+//! list) and `oauth` (which applies it to a token answer): it imports neither.
 
 use serde_json::{Map, Value};
 

@@ -12,7 +12,7 @@
 //! can be avoided:
 //! - **Long-running server** (`keyledger serve`, a function run locally): the record goes
 //!   into an in-memory buffer and the response leaves at once. A background task writes the
-//!   buffer as one batch (one statement, [`super::insert`]) as soon as it holds
+//!   buffer as one batch (one statement, [`request_log::insert`]) as soon as it holds
 //!   [`FLUSH_AT`] records or [`FLUSH_EVERY`] after the last write, whichever comes first. So
 //!   the request path has no database work at all, and a busy server writes one statement
 //!   per hundred requests instead of one per request. The buffer is bounded
@@ -48,11 +48,11 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
-use super::{Record, body_text, record_id};
 use crate::{
     config::Config,
     db::Db,
     http::{ApiError, RequestId},
+    request_log::{self, Record, body_text, record_id},
     secrets::SecretsClient,
 };
 
@@ -112,7 +112,7 @@ impl RequestLogLayer {
 impl OwnLog {
     async fn submit(self: &Arc<Self>, record: Record) {
         if self.write_before_return {
-            if let Err(e) = super::insert(&self.db, std::slice::from_ref(&record)).await {
+            if let Err(e) = request_log::insert(&self.db, std::slice::from_ref(&record)).await {
                 tracing::warn!(error = %e, "own request not logged");
             }
             return;
@@ -159,7 +159,7 @@ impl OwnLog {
             if batch.is_empty() {
                 break;
             }
-            if let Err(e) = super::insert(&self.db, &batch).await {
+            if let Err(e) = request_log::insert(&self.db, &batch).await {
                 tracing::warn!(error = %e, records = batch.len(), "own requests not logged");
                 break;
             }
