@@ -32,14 +32,6 @@ mod tests {
             ),
             (Error::NotFound(Uuid::nil()), StatusCode::NOT_FOUND, "api_key_not_found", None),
         ];
-        for (error, status, code, field) in cases {
-            let shown = format!("{error:?}");
-            let answer = ApiError::from(error);
-            assert_eq!(
-                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
-                (status, code, field),
-                "{shown}"
-            );
-        }
+        super::super::assert_maps(cases);
     }
 }

@@ -37,15 +37,7 @@ mod tests {
             (Error::Store(conflict), StatusCode::CONFLICT, "concurrent_update", None),
             (Error::Corrupt("quirks: secret-ish".into()), StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
         ];
-        for (error, status, code, field) in cases {
-            let shown = format!("{error:?}");
-            let answer = ApiError::from(error);
-            assert_eq!(
-                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
-                (status, code, field),
-                "{shown}"
-            );
-        }
+        super::super::assert_maps(cases);
         let corrupt = ApiError::from(Error::Corrupt("quirks: secret-ish".into()));
         assert!(!corrupt.detail.contains("secret-ish"), "internal causes are logged, not answered");
     }

@@ -9,3 +9,16 @@ mod licenses;
 mod paging;
 mod providers;
 mod request_log;
+
+/// Asserts each domain error's answer: its status, `code` and `field` (a mapping test's table).
+#[cfg(test)]
+fn assert_maps<E: std::fmt::Debug>(cases: Vec<(E, http::StatusCode, &str, Option<&str>)>)
+where
+    super::ApiError: From<E>,
+{
+    for (error, status, code, field) in cases {
+        let shown = format!("{error:?}");
+        let answer = super::ApiError::from(error);
+        assert_eq!((answer.status, answer.code.as_ref(), answer.field.as_deref()), (status, code, field), "{shown}");
+    }
+}

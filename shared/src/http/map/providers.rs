@@ -37,15 +37,7 @@ mod tests {
                 Some("preset_params.dc"),
             ),
         ];
-        for (error, status, code, field) in cases {
-            let shown = format!("{error:?}");
-            let answer = ApiError::from(error);
-            assert_eq!(
-                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
-                (status, code, field),
-                "{shown}"
-            );
-        }
+        super::super::assert_maps(cases);
         let unknown = ApiError::from(PresetError::UnknownPreset("<script>".into()));
         assert!(!unknown.detail.contains("<script>"), "a path's preset id is not echoed");
     }

@@ -39,15 +39,7 @@ mod tests {
             (Error::TooManyRecords(1001), StatusCode::PAYLOAD_TOO_LARGE, "too_many_records", None),
             (Error::NotFound("r1".into()), StatusCode::NOT_FOUND, "request_not_found", None),
         ];
-        for (error, status, code, field) in cases {
-            let shown = format!("{error:?}");
-            let answer = ApiError::from(error);
-            assert_eq!(
-                (answer.status, answer.code.as_ref(), answer.field.as_deref()),
-                (status, code, field),
-                "{shown}"
-            );
-        }
+        super::super::assert_maps(cases);
     }
 
     // How `parse_batch`'s refusals are answered: the field, the detail and the status.
