@@ -13,7 +13,10 @@
 mod answer;
 mod state;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
@@ -175,10 +178,43 @@ impl From<&ProviderClient> for TokenEndpoint {
     }
 }
 
+/// The provider HTTP client, built on its first use rather than at start-up: building it
+/// loads the TLS trust roots (milliseconds), and most cold starts of `token-fetch` and
+/// `oauth` answer without calling a provider (a warm token, a status, a redirect).
+#[derive(Debug)]
+struct LazyHttp {
+    client: OnceLock<reqwest::Client>,
+    timeout: Duration,
+    policy: OutboundPolicy,
+    lookup: Arc<dyn Lookup>,
+}
+
+impl LazyHttp {
+    fn client(&self) -> Result<&reqwest::Client, ProviderError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let built = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the provider's name itself, past the check.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(self.policy.clone(), self.lookup.clone())))
+            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+            .timeout(self.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            // Only a TLS backend that cannot start fails here: a network-level failure.
+            .map_err(|e| ProviderError::new(ErrorClass::Network, format!("the HTTP client cannot be built: {e}")))?;
+        // Two first calls at once may both build one; the second is dropped unused.
+        Ok(self.client.get_or_init(|| built))
+    }
+}
+
 /// The outbound HTTP client for providers; clone it freely (one connection pool inside).
 #[derive(Debug, Clone)]
 pub struct Provider {
-    http: reqwest::Client,
+    http: Arc<LazyHttp>,
     policy: OutboundPolicy,
     /// A shorter bound than the client's for each call made through this handle (a
     /// scheduled refresh with little time left); `None`: the client's timeout.
@@ -204,17 +240,8 @@ impl Provider {
         policy: OutboundPolicy,
         lookup: Arc<dyn Lookup>,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the provider's name itself, past the check.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver::new(policy.clone(), lookup)))
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("keyledger/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { http, policy, call_timeout: None })
+        let http = LazyHttp { client: OnceLock::new(), timeout, policy: policy.clone(), lookup };
+        Ok(Self { http: Arc::new(http), policy, call_timeout: None })
     }
 
     /// The same client (same pool) with every call bounded by `timeout` when that is shorter
@@ -287,7 +314,7 @@ impl Provider {
     ) -> Result<(), ProviderError> {
         let form = vec![("token", token.expose_secret().to_owned()), ("token_type_hint", hint.to_owned())];
         self.check(revoke_url)?;
-        let response = self.post(endpoint, revoke_url, form).send().await.map_err(send_error)?;
+        let response = self.post(endpoint, revoke_url, form)?.send().await.map_err(send_error)?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -303,8 +330,8 @@ impl Provider {
         endpoint: &TokenEndpoint,
         url: &str,
         mut form: Vec<(&'static str, String)>,
-    ) -> reqwest::RequestBuilder {
-        let mut request = self.http.post(url).header(reqwest::header::ACCEPT, "application/json");
+    ) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let mut request = self.http.client()?.post(url).header(reqwest::header::ACCEPT, "application/json");
         // Quirk headers (validated at registration: never Authorization or Content-Type)
         // replace the defaults of the same name.
         for (name, value) in &endpoint.quirks.token_request.headers {
@@ -333,10 +360,10 @@ impl Provider {
                 request.json(&body)
             }
         };
-        match self.call_timeout {
+        Ok(match self.call_timeout {
             Some(limit) => request.timeout(limit),
             None => request,
-        }
+        })
     }
 
     async fn token_request(
@@ -345,7 +372,7 @@ impl Provider {
         form: Vec<(&'static str, String)>,
     ) -> Result<TokenSet, ProviderError> {
         self.check(&endpoint.token_url)?;
-        let response = self.post(endpoint, &endpoint.token_url, form).send().await.map_err(send_error)?;
+        let response = self.post(endpoint, &endpoint.token_url, form)?.send().await.map_err(send_error)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
