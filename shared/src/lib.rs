@@ -1,12 +1,6 @@
 //! keyledger's shared library: everything the Lambda functions have in common and every
 //! domain rule. Function crates own only their trigger (routing, parsing, rendering).
 
-/// Every keyledger binary allocates through mimalloc: under callgrind, glibc's malloc and free
-/// were 60 % of the instructions of a warm `GET /v1/tokens/{id}` (docs/benchmarks.md, "Re-run
-/// of the benchmarks, 2026-12-07").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod api_keys;
 pub mod app;
 pub mod auth;
