@@ -56,6 +56,13 @@ impl Error {
     }
 }
 
+/// A refused page request names its field (`limit`, `cursor`), as any other bad field does.
+impl From<crate::paging::Error> for Error {
+    fn from(e: crate::paging::Error) -> Self {
+        Self::invalid(e.field(), e.to_string())
+    }
+}
+
 /// The `writer` of records that came through the SQS queue.
 pub const SQS_WRITER: &str = "sqs";
 

@@ -52,6 +52,13 @@ impl Error {
     }
 }
 
+/// A refused page request names its field (`limit`, `cursor`), as any other bad field does.
+impl From<crate::paging::Error> for Error {
+    fn from(e: crate::paging::Error) -> Self {
+        Self::invalid(e.field(), e.to_string())
+    }
+}
+
 /// Events of an `apikey-<uuid>` stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type")]
@@ -143,9 +150,8 @@ const LIST: &str = include_str!("list.sql");
 /// Unrevoked keys, newest first. A stored scope this build does not know is not listed (it
 /// grants nothing either).
 pub async fn list(ctx: &Context, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<ApiKey>, Error> {
-    let limit = page_limit(limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
-    let after: Option<Uuid> =
-        cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let limit = page_limit(limit)?;
+    let after: Option<Uuid> = cursor.map(decode_cursor).transpose()?;
     let fetch = limit + 1;
     let rows = ctx.db().query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
     let mut items: Vec<ApiKey> = rows

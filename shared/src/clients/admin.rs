@@ -125,9 +125,8 @@ pub fn decrypt_secret(keyring: &KeyRing, id: Uuid, stored: &str) -> Result<Secre
 
 /// Clients, newest first.
 pub async fn list(ctx: &Context, limit: Option<i64>, cursor: Option<&str>) -> Result<Page<Client>, Error> {
-    let limit = page_limit(limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
-    let after: Option<Uuid> =
-        cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let limit = page_limit(limit)?;
+    let after: Option<Uuid> = cursor.map(decode_cursor).transpose()?;
     let fetch = limit + 1;
     let rows = ctx.db().query(LIST, &[(&after, Type::UUID), (&fetch, Type::INT8)]).await?;
     let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;

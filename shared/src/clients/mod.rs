@@ -74,6 +74,13 @@ impl Error {
     }
 }
 
+/// A refused page request names its field (`limit`, `cursor`), as any other bad field does.
+impl From<crate::paging::Error> for Error {
+    fn from(e: crate::paging::Error) -> Self {
+        Self::invalid(e.field(), e.to_string())
+    }
+}
+
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         Self::Db(DbError::Query(e))

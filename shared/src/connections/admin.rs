@@ -67,7 +67,7 @@ pub struct ListParams {
 
 /// Connections in id order.
 pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>, Error> {
-    let limit = page_limit(params.limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let limit = page_limit(params.limit)?;
     let status = params
         .status
         .as_deref()
@@ -78,12 +78,7 @@ pub async fn list(ctx: &Context, params: ListParams) -> Result<Page<Connection>,
         })
         .transpose()?
         .map(Status::as_str);
-    let after: Option<String> = params
-        .cursor
-        .as_deref()
-        .map(decode_cursor)
-        .transpose()
-        .map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let after: Option<String> = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let fetch = limit + 1;
     // Containment (`tags @> {...}`), which the GIN index on tags serves; the keyset on
     // connection_id pages through the matches.
@@ -170,9 +165,8 @@ pub async fn history(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> Result<Page<HistoryItem>, Error> {
-    let limit = page_limit(limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
-    let after: i32 =
-        cursor.map(decode_cursor).transpose().map_err(|e| Error::invalid(e.field(), e.to_string()))?.unwrap_or(0);
+    let limit = page_limit(limit)?;
+    let after: i32 = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
     let db = ctx.db().get().await?;
     let recorded = event_store::read_stream(&**db, &id.stream(), after, limit + 1).await?;
     if recorded.is_empty() && after == 0 {

@@ -112,3 +112,10 @@ impl Error {
         Self::InvalidField { field, detail: detail.into() }
     }
 }
+
+/// A refused page request names its field (`limit`, `cursor`), as any other bad field does.
+impl From<crate::paging::Error> for Error {
+    fn from(e: crate::paging::Error) -> Self {
+        Self::invalid(e.field(), e.to_string())
+    }
+}

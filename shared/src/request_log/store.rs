@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Error, Record, id_millis, parse_time, redact};
 use crate::{
     db::{Db, DbError},
-    paging::{Page, decode_cursor, encode_cursor, page_limit},
+    paging::{self, Page, decode_cursor, encode_cursor, page_limit},
 };
 
 /// One statement: the records arrive as arrays (`unnest`), the keys table claims each
@@ -220,7 +220,7 @@ enum Param {
 /// Newest first, filtered, keyset-paginated; the SQL holds only the filters given, so each
 /// combination gets the index that fits it.
 pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Error> {
-    let limit = page_limit(params.limit).map_err(|_| Error::invalid("limit", "limit must be between 1 and 500"))?;
+    let limit = page_limit(params.limit)?;
     let mut conditions: Vec<String> = Vec::new();
     let mut values: Vec<Param> = Vec::new();
     let mut add = |condition: &str, value: Param| {
@@ -272,9 +272,8 @@ pub async fn list(db: &Db, params: ListParams) -> Result<Page<RecordSummary>, Er
         }
     }
     if let Some(cursor) = params.cursor.as_deref().filter(|c| !c.is_empty()) {
-        let Cursor(at, id) =
-            decode_cursor(cursor).map_err(|_| Error::invalid("cursor", "cursor is not one this service issued"))?;
-        let at = parse_time(&at).ok_or_else(|| Error::invalid("cursor", "cursor is not one this service issued"))?;
+        let Cursor(at, id) = decode_cursor(cursor)?;
+        let at = parse_time(&at).ok_or(paging::Error::InvalidCursor)?;
         values.push(Param::Time(at));
         values.push(Param::Id(id));
         conditions.push(format!("(occurred_at, id) < (${}, ${})", values.len() - 1, values.len()));

@@ -50,13 +50,8 @@ pub struct ListFilter {
 
 /// Licenses, newest first, never with their keys.
 pub async fn list(ctx: &Context, filter: ListFilter) -> Result<Page<License>, Error> {
-    let limit = page_limit(filter.limit).map_err(|e| Error::invalid(e.field(), e.to_string()))?;
-    let after: Option<Uuid> = filter
-        .cursor
-        .as_deref()
-        .map(decode_cursor)
-        .transpose()
-        .map_err(|e| Error::invalid(e.field(), e.to_string()))?;
+    let limit = page_limit(filter.limit)?;
+    let after: Option<Uuid> = filter.cursor.as_deref().map(decode_cursor).transpose()?;
     let email = filter.email.as_deref().map(str::trim);
     let status = filter.status.map(LicenseStatus::as_str);
     let fetch = limit + 1;
