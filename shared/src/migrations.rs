@@ -174,6 +174,12 @@ pub async fn status(client: &Client) -> Result<Status, MigrateError> {
 /// Applies every pending migration in one transaction under the advisory lock.
 /// A changed applied file is an error and nothing is applied.
 pub async fn up(client: &mut Client) -> Result<UpReport, MigrateError> {
+    up_to(client, latest_version()).await
+}
+
+/// [`up`], applying the pending migrations up to `version` only (a schema as an older release
+/// left it, for testing what a later migration does to existing rows).
+pub async fn up_to(client: &mut Client, version: i32) -> Result<UpReport, MigrateError> {
     let tx = client.transaction().await?;
     // SET LOCAL: for this transaction only (migrate connects directly, never through the
     // proxy, and nothing of it outlives the commit).
@@ -200,7 +206,7 @@ pub async fn up(client: &mut Client) -> Result<UpReport, MigrateError> {
         tracing::warn!(unknown = ?status.unknown, "the database has migrations this build does not know");
     }
     let mut report = UpReport { applied: Vec::new(), schema_version: status.schema_version };
-    for m in MIGRATIONS.iter().filter(|m| status.pending.contains(&m.version)) {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= version && status.pending.contains(&m.version)) {
         let started = std::time::Instant::now();
         tx.batch_execute(m.sql).await.map_err(|e| MigrateError::Failed {
             version: m.version,

@@ -108,8 +108,9 @@ pub const GRANTS: &[FunctionGrants] = &[
             ("licenses", "SELECT, INSERT, UPDATE"),
             ("installations", "SELECT, INSERT, UPDATE, DELETE"),
             // A client in use by live connections cannot be deleted (ciphertexts only: the
-            // tokens stay sealed to their connection).
-            ("connections", "SELECT"),
+            // tokens stay sealed to their connection). A client's changed expiry buffer is
+            // copied to its connections (migration 0007): that one column, nothing else.
+            ("connections", "SELECT, UPDATE (expiry_buffer_secs)"),
             OWN_REQUESTS[0],
             OWN_REQUESTS[1],
         ],
@@ -162,14 +163,18 @@ pub fn markdown_table() -> String {
     out.push_str("\n|---|");
     out.push_str(&"---|".repeat(GRANTS.len()));
     out.push('\n');
-    fn letter(p: &str) -> &str {
-        match p.trim() {
+    // A column-level privilege keeps its columns: `UPDATE (a)` is `U (a)`.
+    fn letter(p: &str) -> String {
+        let p = p.trim();
+        let (privilege, columns) = p.split_once(' ').unwrap_or((p, ""));
+        let short = match privilege {
             "SELECT" => "S",
             "INSERT" => "I",
             "UPDATE" => "U",
             "DELETE" => "D",
             other => other,
-        }
+        };
+        if columns.is_empty() { short.to_owned() } else { format!("{short} {columns}") }
     }
     for table in tables {
         let _ = write!(out, "| `{table}` |");

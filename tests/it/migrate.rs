@@ -290,3 +290,35 @@ async fn a_parameter_only_update_provisions_the_roles_on_the_new_database() {
     crate::roles::drop_roles(&first_app, names.values()).await;
     crate::roles::drop_roles(&second_app, names.values()).await;
 }
+
+/// Migration 0007 copies each client's expiry buffer onto its connections (the token hot path
+/// reads it there): rows written by the previous release get their client's value, rows of a
+/// client without one stay NULL, and the lookup returns the copy.
+#[tokio::test]
+async fn migration_7_backfills_the_clients_expiry_buffers_onto_existing_connections() {
+    let db = empty_database().await;
+    let mut client = connect(&database_url(&db)).await;
+    assert_eq!(migrations::up_to(&mut client, 6).await.unwrap().schema_version, 6);
+    client
+        .batch_execute(
+            "INSERT INTO clients (id, name, authorize_url, token_url, client_id, client_secret, redirect_uri,
+                                  auth_method, created_at, updated_at, version, quirks)
+             VALUES ('00000000-0000-4000-8000-000000000001', 'with', 'https://a', 'https://t', 'c', 'sealed',
+                     'https://r', 'client_secret_post', now(), now(), 1, '{\"expiry_buffer_secs\": 120}'),
+                    ('00000000-0000-4000-8000-000000000002', 'without', 'https://a', 'https://t', 'c', 'sealed',
+                     'https://r', 'client_secret_post', now(), now(), 1, '{}');
+             INSERT INTO connections (connection_id, client_id, status, created_at, updated_at, version)
+             VALUES ('c-with', '00000000-0000-4000-8000-000000000001', 'active', now(), now(), 1),
+                    ('c-without', '00000000-0000-4000-8000-000000000002', 'active', now(), now(), 1);",
+        )
+        .await
+        .unwrap();
+    let report = migrations::up(&mut client).await.unwrap();
+    assert!(report.applied.contains(&7), "{:?}", report.applied);
+    let rows = client.query("SELECT connection_id, expiry_buffer_secs FROM connections ORDER BY 1", &[]).await.unwrap();
+    let copies: Vec<(String, Option<i32>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(copies, vec![("c-with".to_owned(), Some(120)), ("c-without".to_owned(), None)]);
+    let looked_up: Option<i32> =
+        client.query_one("SELECT o_expiry_buffer_secs FROM token_lookup(NULL, 'c-with')", &[]).await.unwrap().get(0);
+    assert_eq!(looked_up, Some(120));
+}

@@ -765,3 +765,53 @@ async fn client_credentials_tokens_get_the_assumed_lifetime_and_stay_one_round_t
         assert_eq!(round_trips.load(Ordering::SeqCst) - before, 1, "one round trip");
     }
 }
+
+/// The stored copies of the clients' expiry buffers, by connection (migration 0007).
+async fn stored_buffers(w: &World) -> Vec<(String, Option<i32>)> {
+    let rows = w
+        .app
+        .client()
+        .await
+        .query("SELECT connection_id, expiry_buffer_secs FROM connections ORDER BY 1", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// The hot path reads a client's expiry buffer off each connection row (migration 0007), so
+/// the copy must follow the client: a PATCH of the buffer changes what an existing
+/// connection's next fetch decides, a connection authorized later starts with the client's
+/// value, removing the buffer brings back the global one, and a replay rebuilds the same.
+#[tokio::test]
+async fn a_patched_expiry_buffer_reaches_the_hot_path_of_existing_connections() {
+    let w = World::new("client_secret_post").await;
+    w.provider.set(|b| b.expires_in = Some(200));
+    let client = register(&w, preset_body(&w, "hubspot", json!({"quirks": {"expiry_buffer_secs": 60}}))).await;
+    w.connect(&client, "buf-1").await;
+    let calls = w.provider.refresh_calls();
+    assert_eq!(w.token("buf-1").await.status, StatusCode::OK);
+    assert_eq!(w.provider.refresh_calls(), calls, "200 s left with a 60 s buffer: not due");
+
+    let path = format!("/v1/clients/{client}");
+    let patch = |quirks: Value| call(&w.admin, Method::PATCH, &path, Some(&w.app.admin_key), Some(quirks));
+    let patched = patch(json!({"quirks": {"expiry_buffer_secs": 250}})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(stored_buffers(&w).await, vec![("buf-1".to_owned(), Some(250))]);
+    assert_eq!(w.token("buf-1").await.status, StatusCode::OK);
+    assert_eq!(w.provider.refresh_calls(), calls + 1, "inside the new 250 s buffer: refreshed inline");
+
+    w.connect(&client, "buf-2").await;
+    assert_eq!(stored_buffers(&w).await, vec![("buf-1".into(), Some(250)), ("buf-2".into(), Some(250))]);
+
+    // Without its own buffer the client's connections fall back to the global 300 s, inside
+    // which a 200 s token is due as well; the copies are gone.
+    let patched = patch(json!({"quirks": {}})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(stored_buffers(&w).await, vec![("buf-1".into(), None), ("buf-2".into(), None)]);
+    let calls = w.provider.refresh_calls();
+    assert_eq!(w.token("buf-2").await.status, StatusCode::OK);
+    assert_eq!(w.provider.refresh_calls(), calls + 1);
+
+    let report = shared::projections::replay(&mut w.app.client().await, shared::PROJECTORS).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}

@@ -153,6 +153,17 @@ async fn each_role_can_do_exactly_what_the_matrix_grants() {
                 );
             }
         }
+        // A column-level grant (`UPDATE (a, b)`) allows those columns (and the probe above
+        // proved it allows no other).
+        for (table, privileges) in roles::grants_of(function).unwrap().tables {
+            for p in privileges.split(',').map(str::trim) {
+                let Some((privilege, columns)) = p.split_once(" (") else { continue };
+                for column in columns.trim_end_matches(')').split(' ').map(|c| c.trim_matches(',')) {
+                    let outcome = attempt(&mut client, &probe(table, column, privilege)).await;
+                    assert!(outcome.is_ok(), "{function} ({role}): {privilege} ({column}) on {table}: {outcome:?}");
+                }
+            }
+        }
     }
     drop_roles(&app, names.values()).await;
 }

@@ -12,6 +12,7 @@ const INSERT: &str = include_str!("sql/projection_insert.sql");
 const UPDATE: &str = include_str!("sql/projection_update.sql");
 const ROTATE: &str = include_str!("sql/projection_rotate.sql");
 const DELETE: &str = include_str!("sql/projection_delete.sql");
+const CONNECTIONS_BUFFER: &str = include_str!("sql/projection_connections_buffer.sql");
 
 /// The JSON columns of a client row.
 struct Json {
@@ -98,6 +99,9 @@ pub async fn project(tx: &Transaction<'_>, event: &RecordedEvent) -> Result<(), 
                 ],
             )
             .await?;
+            // The hot path reads the buffer off each connection (migration 0007).
+            let buffer = s.quirks.expiry_buffer_secs.and_then(|b| i32::try_from(b).ok());
+            tx.query_typed(CONNECTIONS_BUFFER, &[(&id, Type::UUID), (&buffer, Type::INT4)]).await?;
         }
         ClientEvent::ClientSecretRotated { id, client_secret } => {
             tx.query_typed(

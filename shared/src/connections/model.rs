@@ -277,15 +277,20 @@ impl StoredToken {
 
     /// The decrypted token, when the connection has one.
     pub(super) fn decrypt(&self, keyring: &KeyRing, id: &ConnectionId) -> Result<Option<Token>, Error> {
+        self.clone().into_token(keyring, id)
+    }
+
+    /// [`StoredToken::decrypt`] taking the row's values instead of copying them (the hot path).
+    pub(super) fn into_token(self, keyring: &KeyRing, id: &ConnectionId) -> Result<Option<Token>, Error> {
         let Some(ct) = &self.access_token else { return Ok(None) };
         Ok(Some(Token {
             connection_id: id.0.clone(),
             client_id: self.client_id,
             access_token: decrypt(keyring, &id.stream(), "access_token", ct)?,
-            token_type: self.token_type.clone(),
+            token_type: self.token_type,
             expires_at: self.expires_at,
-            scopes: self.scopes.clone(),
-            provider_data: self.provider_data.clone(),
+            scopes: self.scopes,
+            provider_data: self.provider_data,
         }))
     }
 }

@@ -21,12 +21,12 @@ use crate::{
 };
 
 /// The hot path's one statement: the API key and the connection together, through
-/// `token_lookup` (migrations 0001, 0004 and 0005), whose plans the server caches per
+/// `token_lookup` (migrations 0001, 0004, 0005 and 0007), whose plans the server caches per
 /// session. It also returns what decides an inline refresh and what the caller gets with its
-/// token: the connection's grant and `provider_data` and its client's expiry buffer (the
-/// client joined by primary key). A missing key gives no row; a missing connection gives a
-/// row of NULLs after the key's columns; a NULL key hash (the bootstrap admin key, checked in
-/// memory) reads the connection alone.
+/// token: the connection's grant and `provider_data` and its client's expiry buffer (a copy
+/// on the connection row since 0007, so no other table is read). A missing key gives no row;
+/// a missing connection gives a row of NULLs after the key's columns; a NULL key hash (the
+/// bootstrap admin key, checked in memory) reads the connection alone.
 const TOKEN_LOOKUP: &str = "SELECT * FROM token_lookup($1, $2)";
 
 /// The connection alone, for re-reading after waiting for a refresh (the columns of
@@ -123,11 +123,12 @@ pub async fn fetch_token(
         return Err(err);
     }
     let keyring = ctx.keyring().await?;
-    let token =
-        snapshot.token.decrypt(&keyring, &id)?.ok_or(Error::Inconsistent("an active connection without token"))?;
     let now = Utc::now();
     let policy = Policy::new(ctx.config(), since);
-    match decide(&snapshot, Trigger::OnDemand, now, &policy) {
+    let decision = decide(&snapshot, Trigger::OnDemand, now, &policy);
+    let token =
+        snapshot.token.into_token(&keyring, &id)?.ok_or(Error::Inconsistent("an active connection without token"))?;
+    match decision {
         Decision::Current => return Ok(token),
         Decision::Throttled { retry_after } => return usable_or_503(Some(token), now, retry_after),
         // The status was answered above; a dead or revoked row read now is the locked
@@ -174,7 +175,7 @@ async fn reread(ctx: &Context, keyring: &KeyRing, id: &ConnectionId, policy: &Po
     // Refreshed by whoever held the gate, not due, or live without a way to renew it: the
     // stored token is the answer. Anything else goes to the locked path, which decides again.
     match decide(&snapshot, Trigger::OnDemand, Utc::now(), policy) {
-        Decision::Current => snapshot.token.decrypt(keyring, id),
+        Decision::Current => snapshot.token.into_token(keyring, id),
         _ => Ok(None),
     }
 }

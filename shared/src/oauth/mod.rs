@@ -214,8 +214,9 @@ impl LazyHttp {
 /// The outbound HTTP client for providers; clone it freely (one connection pool inside).
 #[derive(Debug, Clone)]
 pub struct Provider {
+    /// The client, its address policy and resolver: one `Arc`, so that a clone per request
+    /// (axum's `State`) is one reference count.
     http: Arc<LazyHttp>,
-    policy: OutboundPolicy,
     /// A shorter bound than the client's for each call made through this handle (a
     /// scheduled refresh with little time left); `None`: the client's timeout.
     call_timeout: Option<Duration>,
@@ -240,8 +241,8 @@ impl Provider {
         policy: OutboundPolicy,
         lookup: Arc<dyn Lookup>,
     ) -> Result<Self, reqwest::Error> {
-        let http = LazyHttp { client: OnceLock::new(), timeout, policy: policy.clone(), lookup };
-        Ok(Self { http: Arc::new(http), policy, call_timeout: None })
+        let http = LazyHttp { client: OnceLock::new(), timeout, policy, lookup };
+        Ok(Self { http: Arc::new(http), call_timeout: None })
     }
 
     /// The same client (same pool) with every call bounded by `timeout` when that is shorter
@@ -254,7 +255,7 @@ impl Provider {
     /// The literal part of the address check (scheme, `PROVIDER_HOSTS`, IP literals, which
     /// reqwest connects to without asking the resolver), before any byte is sent.
     fn check(&self, url: &str) -> Result<(), ProviderError> {
-        outbound::check_url_str(&self.policy, url)
+        outbound::check_url_str(&self.http.policy, url)
             .map_err(|e| ProviderError::new(ErrorClass::AddressRefused, e.to_string()))
     }
 
