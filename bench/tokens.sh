@@ -7,7 +7,8 @@
 #   bench/tokens.sh                 # keyledger only
 #   PEER=1 bench/tokens.sh          # keyledger, then the peer
 # Knobs: N (10000), DURATION (15 s), PORT (8790), POOL (DB_POOL_MAX, 4), OUT, PEER_DIR,
-# SKIP_BUILD=1 (use the release binaries already built), BIN_DIR (with SKIP_BUILD=1: binaries built elsewhere).
+# SKIP_BUILD=1 (use the release binaries already built), BIN_DIR (with SKIP_BUILD=1: binaries built elsewhere),
+# SEED_PROVIDER_DATA (a JSON object every seeded connection carries as provider_data; none by default).
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 

@@ -50,6 +50,12 @@ pub async fn connections(
     )
     .await?;
     let keyring = ctx.keyring().await?;
+    // SEED_PROVIDER_DATA: captured values every connection carries (e.g. Zoho's
+    // `{"api_domain": "https://www.zohoapis.eu"}`); none by default.
+    let provider_data: serde_json::Value = match std::env::var("SEED_PROVIDER_DATA") {
+        Ok(json) => serde_json::from_str(&json).map_err(|e| anyhow::anyhow!("SEED_PROVIDER_DATA: {e}"))?,
+        Err(_) => serde_json::json!({}),
+    };
     let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i:05}")).collect();
     let mut db = ctx.db().get().await?;
     for chunk in ids.chunks(500) {
@@ -64,7 +70,7 @@ pub async fn connections(
                 token_type: "Bearer".into(),
                 expires_at: Some(expires_at),
                 scopes: vec!["read".into()],
-                provider_data: serde_json::json!({}),
+                provider_data: provider_data.clone(),
                 tags: None,
                 grant: Default::default(),
             };

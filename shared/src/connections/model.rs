@@ -268,7 +268,7 @@ impl StoredToken {
             token_type: row.get(columns.token_type),
             expires_at: row.get(columns.expires_at),
             scopes: row.get(columns.scopes),
-            // NULL only from a lookup row without a connection.
+            // NULL from `token_lookup` for an empty object (and for a row without a connection).
             provider_data: row
                 .get::<_, Option<Value>>(columns.provider_data)
                 .unwrap_or_else(|| Value::Object(Default::default())),
