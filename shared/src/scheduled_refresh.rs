@@ -98,15 +98,16 @@ impl Summary {
 /// the refresh itself decides, so a buffer longer than the window is not missed and one
 /// shorter does not select what would only be skipped. The index on `expires_at` is scanned
 /// up to the longest of the window and every client's buffer (an init plan over the few
-/// clients that set one); the per-connection bound is then checked on the joined client.
+/// clients that set one); the per-connection bound is then checked on the connection's own
+/// copy of its client's buffer (migration 0007, the one the token path reads too).
 const CANDIDATES: &str = "
-SELECT c.connection_id FROM connections c LEFT JOIN clients cl ON cl.id = c.client_id
+SELECT c.connection_id FROM connections c
 WHERE c.status IN ('active', 'refresh_failing')
   AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= now())
   AND ((c.expires_at <= now() + make_interval(secs => (
             SELECT greatest($1, max((b.quirks->>'expiry_buffer_secs')::float8)) FROM clients b
             WHERE b.quirks ? 'expiry_buffer_secs'))
-        AND c.expires_at <= now() + make_interval(secs => coalesce((cl.quirks->>'expiry_buffer_secs')::float8, $1))
+        AND c.expires_at <= now() + make_interval(secs => coalesce(c.expiry_buffer_secs::float8, $1))
         -- A client-credentials connection is renewed with the client's credentials (§6.14).
         AND (c.refresh_token IS NOT NULL OR c.grant_type = 'client_credentials'))
        OR (c.refresh_token IS NOT NULL AND $2::float8 IS NOT NULL
