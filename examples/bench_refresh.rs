@@ -87,7 +87,7 @@ async fn run(n: usize, token_url: &str) -> anyhow::Result<()> {
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(120);
     seed::connections(&ctx, &meta, n, "due", token_url, expires_at).await?;
     let before_rss = peak_rss_kib();
-    let provider = Provider::from_config(ctx.config())?;
+    let provider = Provider::from_config(ctx.config());
     let event = serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "id": "bench"});
     // A Lambda allows 15 minutes at most; the run must finish well within that.
     let deadline = SystemTime::now() + Duration::from_secs(900);

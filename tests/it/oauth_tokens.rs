@@ -551,7 +551,7 @@ async fn a_client_credentials_connection_is_created_at_once_and_renewed_inline_f
     w.provider.set(|b| b.expires_in = Some(600));
     assert_eq!(create_cc(&w, &client, "svc-3", json!({})).await.status, StatusCode::CREATED);
     w.provider.set(|b| b.expires_in = Some(3600));
-    let provider = shared::oauth::Provider::from_config(w.app.ctx.config()).unwrap();
+    let provider = shared::oauth::Provider::from_config(w.app.ctx.config());
     let summary =
         shared::scheduled_refresh::run(&w.app.ctx, &provider, std::time::Instant::now() + Duration::from_secs(60))
             .await

@@ -156,7 +156,7 @@ async fn scheduled_refresh(w: &World, provider: &Provider) -> Value {
 
 fn provider_with(dns: Arc<Dns>) -> Provider {
     let policy = OutboundPolicy { allow_private: true, provider_hosts: vec![] };
-    Provider::with_lookup(Duration::from_secs(5), policy, dns).unwrap()
+    Provider::with_lookup(Duration::from_secs(5), policy, dns)
 }
 
 async fn last_event(w: &World) -> (String, Value) {
@@ -202,7 +202,7 @@ async fn a_private_address_is_refused_at_call_time_when_private_is_not_allowed()
     let w = World::new("client_secret_post").await;
     connected_by_name(&w).await;
     let strict = OutboundPolicy { allow_private: false, provider_hosts: vec![] };
-    let provider = Provider::with_lookup(Duration::from_secs(5), strict, Dns::one("localhost", "10.1.2.3")).unwrap();
+    let provider = Provider::with_lookup(Duration::from_secs(5), strict, Dns::one("localhost", "10.1.2.3"));
     let report = scheduled_refresh(&w, &provider).await;
     assert_eq!(report["failed"], 1, "{report}");
     let (kind, data) = last_event(&w).await;
@@ -225,7 +225,7 @@ async fn a_stored_literal_address_is_checked_at_call_time_too() {
         )
         .await
         .unwrap();
-    let report = scheduled_refresh(&w, &Provider::from_config(w.app.ctx.config()).unwrap()).await;
+    let report = scheduled_refresh(&w, &Provider::from_config(w.app.ctx.config())).await;
     assert_eq!(report["failed"], 1, "{report}");
     let (kind, data) = last_event(&w).await;
     assert_eq!((kind.as_str(), data["error_class"].as_str()), ("TokenRefreshFailed", Some("address_refused")));

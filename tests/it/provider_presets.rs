@@ -574,7 +574,7 @@ async fn the_expiry_buffer_keeps_inline_and_scheduled_refreshes_inside_the_provi
     let token = w.token("patient-1").await;
     assert_eq!(token.status, StatusCode::OK);
     let event: Value = serde_json::from_str(include_str!("../fixtures/eventbridge-schedule.json")).unwrap();
-    let provider = Provider::from_config(w.app.ctx.config()).unwrap();
+    let provider = Provider::from_config(w.app.ctx.config());
     token_refresh::handle(&w.app.ctx, &provider, &event, SystemTime::now() + Duration::from_secs(60)).await.unwrap();
     // `early-1` is backing off after its refusal; `patient-1` is inside no window yet.
     assert_eq!(w.provider.refresh_calls(), calls, "nobody asked the provider early");
@@ -611,7 +611,7 @@ async fn a_client_buffer_longer_than_the_refresh_window_is_honoured_by_the_sched
     w.connect(&long, "long-later").await; // 2,300 s left: outside the buffer
 
     let event: Value = serde_json::from_str(include_str!("../fixtures/eventbridge-schedule.json")).unwrap();
-    let provider = Provider::from_config(w.app.ctx.config()).unwrap();
+    let provider = Provider::from_config(w.app.ctx.config());
     let summary = token_refresh::handle(&w.app.ctx, &provider, &event, SystemTime::now() + Duration::from_secs(60))
         .await
         .unwrap();

@@ -643,8 +643,7 @@ async fn each_function_runs_its_own_code_as_its_role() {
     let provider = shared::oauth::Provider::new(
         Duration::from_secs(5),
         shared::outbound::OutboundPolicy { allow_private: true, provider_hosts: vec![] },
-    )
-    .unwrap();
+    );
     let refreshed = token_refresh::handle(&as_role("token-refresh"), &provider, &json!({}), deadline()).await;
     assert!(refreshed.is_ok(), "token-refresh: {refreshed:?}");
 

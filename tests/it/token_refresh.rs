@@ -58,7 +58,7 @@ pub(crate) async fn seed(w: &World, client: &str, prefix: &str, n: usize, expire
 }
 
 fn provider(ctx: &Context) -> Provider {
-    Provider::from_config(ctx.config()).unwrap()
+    Provider::from_config(ctx.config())
 }
 
 async fn invoke(ctx: &Context, within: Duration) -> Value {

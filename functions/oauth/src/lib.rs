@@ -39,8 +39,7 @@ impl FromRef<AppState> for Context {
 
 /// The routes without `/health`, for merging into a combined local server.
 pub fn routes(ctx: Context) -> Router {
-    // Building the client only fails when the TLS backend cannot start: nothing to serve then.
-    let provider = Provider::from_config(ctx.config()).expect("the provider HTTP client can be built");
+    let provider = Provider::from_config(ctx.config());
     Router::new().route("/oauth/callback", get(callback)).with_state(AppState { ctx, provider })
 }
 

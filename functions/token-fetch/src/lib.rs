@@ -39,8 +39,7 @@ impl FromRef<AppState> for Context {
 
 /// The routes without `/health`, for merging into a combined local server.
 pub fn routes(ctx: Context) -> Router {
-    // Building the client only fails when the TLS backend cannot start: nothing to serve then.
-    let refresher = Refresher::new(ctx.config()).expect("the provider HTTP client can be built");
+    let refresher = Refresher::new(ctx.config());
     Router::new()
         .route("/v1/tokens/{id}", get(get_token))
         .route("/v1/tokens/{id}/refresh", post(refresh_token))

@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     config.require_encryption_keys()?;
     let ctx = Context::new(config, token_refresh::FUNCTION);
     telemetry::init(ctx.config().log_format);
-    let provider = Provider::from_config(ctx.config())?;
+    let provider = Provider::from_config(ctx.config());
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let (ctx, provider) = (ctx.clone(), provider.clone());
         async move {

@@ -307,8 +307,8 @@ pub struct Refresher {
 
 impl Refresher {
     /// A refresher whose provider client `config` describes (timeout, outbound policy).
-    pub fn new(config: &crate::config::Config) -> Result<Self, reqwest::Error> {
-        Ok(Self { provider: Provider::from_config(config)?, gate: Arc::default() })
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self { provider: Provider::from_config(config), gate: Arc::default() }
     }
 }
 

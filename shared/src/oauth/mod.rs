@@ -224,25 +224,22 @@ pub struct Provider {
 
 impl Provider {
     /// The client `config` describes (timeout, `OUTBOUND_ALLOW_PRIVATE`, `PROVIDER_HOSTS`).
-    pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
+    /// Nothing is built yet: a TLS backend that cannot start fails the first provider call.
+    pub fn from_config(config: &Config) -> Self {
         Self::new(config.provider_timeout, OutboundPolicy::from_config(config))
     }
 
     /// A client whose every call is bounded by `timeout`, follows no redirect and reaches
     /// only addresses `policy` allows, resolved by the system resolver.
-    pub fn new(timeout: Duration, policy: OutboundPolicy) -> Result<Self, reqwest::Error> {
+    pub fn new(timeout: Duration, policy: OutboundPolicy) -> Self {
         Self::with_lookup(timeout, policy, Arc::new(SystemLookup))
     }
 
     /// [`Provider::new`] resolving names through `lookup` (tests make a name resolve to an
     /// address of their choice).
-    pub fn with_lookup(
-        timeout: Duration,
-        policy: OutboundPolicy,
-        lookup: Arc<dyn Lookup>,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn with_lookup(timeout: Duration, policy: OutboundPolicy, lookup: Arc<dyn Lookup>) -> Self {
         let http = LazyHttp { client: OnceLock::new(), timeout, policy, lookup };
-        Ok(Self { http: Arc::new(http), call_timeout: None })
+        Self { http: Arc::new(http), call_timeout: None }
     }
 
     /// The same client (same pool) with every call bounded by `timeout` when that is shorter
